@@ -1,0 +1,169 @@
+"""``edgesr`` command line. User mistakes end in a one-line error and exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+
+from edgesr import __version__
+from edgesr.errors import EdgesrError
+
+DEFAULT_SETS = ["Set5", "Set14", "B100"]
+
+
+def _threads(n: int | None) -> None:
+    import torch
+
+    if n:
+        torch.set_num_threads(n)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from edgesr.evaluate import evaluate, load_upscaler, write_json
+
+    _threads(args.threads)
+    up = load_upscaler(args.model, args.scale)
+    result = evaluate(up, args.sets, data_root=args.data_root, quiet=args.quiet, limit=args.limit)
+    table = Table(title=f"{up.name} x{up.scale}: Y-channel PSNR / SSIM (border {up.scale})")
+    table.add_column("set")
+    table.add_column("images", justify="right")
+    table.add_column("PSNR (dB)", justify="right")
+    table.add_column("SSIM", justify="right")
+    expected = up.info.get("expected_psnr", {})
+    if expected:
+        table.add_column("expected PSNR", justify="right")
+    for name, r in result["sets"].items():
+        row = [name, str(len(r["images"])), f"{r['psnr_y']:.2f}", f"{r['ssim_y']:.4f}"]
+        if expected:
+            row.append(f"{expected[name]:.2f}" if name in expected else "-")
+        table.add_row(*row)
+    from edgesr.progress import stdout_console
+
+    stdout_console().print(table)
+    if args.json:
+        write_json(result, args.json)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from edgesr.progress import stdout_console
+    from rich.table import Table
+
+    from edgesr.demo import run_demo
+    from edgesr.evaluate import load_upscaler
+
+    _threads(args.threads)
+    up = load_upscaler(args.model, None)
+    rows = run_demo(up, args.out, quiet=args.quiet)
+    table = Table(title=f"{up.name} x{up.scale} vs bicubic on scikit-image sample photos (Y-PSNR dB / SSIM)")
+    for col in ("photo", "size", "model", "bicubic", "gain"):
+        table.add_column(col, justify="right" if col != "photo" else "left")
+    for r in rows:
+        table.add_row(
+            r["image"], r["size"], f"{r['psnr_model']:.2f} / {r['ssim_model']:.4f}",
+            f"{r['psnr_bicubic']:.2f} / {r['ssim_bicubic']:.4f}", f"{r['psnr_model'] - r['psnr_bicubic']:+.2f} dB",
+        )
+    stdout_console().print(table)
+    if args.out:
+        print(f"images written to {args.out}/")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from edgesr.train import TrainConfig, train
+
+    cfg = TrainConfig(
+        scale=args.scale,
+        steps=args.steps,
+        batch=args.batch,
+        patch=args.patch,
+        lr=args.lr,
+        seed=args.seed,
+        bf16=not args.fp32,
+        threads=args.threads or 0,
+        val_every=args.val_every,
+        init=args.init or "",
+    )
+    out = train(cfg, args.run_dir, data_root=args.data_root, quiet=args.quiet)
+    print(json.dumps(out))
+    return 0
+
+
+def cmd_zoo(args: argparse.Namespace) -> int:
+    from edgesr.progress import stdout_console
+    from rich.table import Table
+
+    from edgesr.models.zoo import entries
+
+    table = Table(title="edgesr model zoo")
+    for col in ("name", "scale", "weights", "sha256", "expected Y-PSNR Set5/Set14/B100"):
+        table.add_column(col)
+    for e in entries().values():
+        exp = "/".join(f"{e.expected_psnr.get(s, float('nan')):.2f}" for s in DEFAULT_SETS)
+        table.add_row(e.name, f"x{e.scale}", e.file or f"user-supplied ({e.filename})", e.sha256[:16] + "...", exp)
+    stdout_console().print(table)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="edgesr", description="Low-bit SwinIR-light super-resolution for phones.")
+    p.add_argument("--version", action="version", version=f"edgesr {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-root", help="folder with benchmark/ and calibration/ (default: $EDGESR_DATA_ROOT or ../shared/assets)")
+    common.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    common.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    e = sub.add_parser("eval", parents=[common], help="Y-PSNR/SSIM of a model on benchmark sets")
+    e.add_argument("--model", required=True, help="'bicubic', a zoo name (see `edgesr zoo`) or a checkpoint path")
+    e.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's)")
+    e.add_argument("--sets", nargs="+", default=DEFAULT_SETS, help="benchmark sets (default: Set5 Set14 B100)")
+    e.add_argument("--json", help="write per-image and mean results here")
+    e.add_argument("--limit", type=int, help="evaluate at most this many images per set")
+    e.set_defaults(func=cmd_eval)
+
+    t = sub.add_parser("train", parents=[common], help="train a full-precision SwinIR-light (resumable)")
+    t.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
+    t.add_argument("--run-dir", required=True, help="checkpoints and logs; an existing run resumes")
+    t.add_argument("--steps", type=int, default=4000)
+    t.add_argument("--batch", type=int, default=8)
+    t.add_argument("--patch", type=int, default=48, help="LR patch side")
+    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    t.add_argument("--init", help="start from these weights (e.g. a zoo name's file) instead of random")
+    t.set_defaults(func=cmd_train)
+
+    d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
+    d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")
+    d.add_argument("--out", default="edgesr_demo", help="folder for the LR / SR / bicubic PNGs")
+    d.set_defaults(func=cmd_demo)
+
+    z = sub.add_parser("zoo", help="list the model zoo")
+    z.set_defaults(func=cmd_zoo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    warnings.showwarning = lambda msg, *a, **k: print(f"edgesr: warning: {msg}", file=sys.stderr)
+    try:
+        return args.func(args)
+    except EdgesrError as e:
+        print(f"edgesr: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("edgesr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

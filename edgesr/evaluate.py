@@ -1,0 +1,96 @@
+"""Benchmark evaluation: Y-PSNR / SSIM per image and per set, table + JSON."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from edgesr.data.benchmark import count_images, iter_pairs
+from edgesr.data.imresize import bicubic_upscale
+from edgesr.data.io import to_tensor, to_uint8
+from edgesr.errors import EdgesrError
+from edgesr.metrics import psnr, ssim
+from edgesr.progress import progress_bar
+
+
+@dataclass
+class Upscaler:
+    name: str
+    scale: int
+    run: Callable[[np.ndarray], np.ndarray]  # (h, w, 3) uint8 -> (h*s, w*s, 3) uint8
+    info: dict
+
+
+def bicubic(scale: int) -> Upscaler:
+    return Upscaler("bicubic", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic"})
+
+
+def torch_upscaler(model: torch.nn.Module, name: str, info: dict | None = None) -> Upscaler:
+    from edgesr.models.swinir import run_padded
+
+    def run(lr: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return to_uint8(run_padded(model, to_tensor(lr)))
+
+    return Upscaler(name, model.scale, run, {"kind": "pytorch", **(info or {})})
+
+
+def load_upscaler(spec: str, scale: int | None) -> Upscaler:
+    """``bicubic`` (needs ``scale``), a zoo name, or a checkpoint path."""
+    if spec == "bicubic":
+        if scale is None:
+            raise EdgesrError("--scale is required with --model bicubic")
+        return bicubic(scale)
+    from edgesr.models.checkpoint import load_model
+    from edgesr.models.zoo import resolve
+
+    path, entry = resolve(spec)
+    model = load_model(path, scale=scale)
+    info = {"path": str(path), "zoo": entry.name if entry else None}
+    if entry and entry.expected_psnr:
+        info["expected_psnr"] = entry.expected_psnr
+    return torch_upscaler(model, entry.name if entry else path.name, info)
+
+
+def evaluate(up: Upscaler, sets: list[str], data_root=None, quiet: bool = False, limit: int | None = None) -> dict:
+    """Score ``up`` on benchmark sets; returns {"model", "scale", "sets": {set: {mean, images}}}."""
+    result = {"model": up.name, "scale": up.scale, "info": up.info, "sets": {}}
+    s = up.scale
+    totals = {name: min(count_images(name, data_root), limit or 10**9) for name in sets}
+    with progress_bar(f"eval {up.name} x{s}", total=sum(totals.values()), disable=quiet) as bar:
+        for name in sets:
+            rows = []
+            for i, pair in enumerate(iter_pairs(name, s, data_root)):
+                if limit is not None and i >= limit:
+                    break
+                sr = up.run(pair.lr)
+                if sr.shape != pair.hr.shape:
+                    raise EdgesrError(f"{up.name}: output {sr.shape} for {pair.name}, expected {pair.hr.shape}")
+                rows.append(
+                    {
+                        "image": pair.name,
+                        "psnr_y": psnr(sr, pair.hr, border=s, gray=pair.gray),
+                        "ssim_y": ssim(sr, pair.hr, border=s, gray=pair.gray),
+                        "gray": pair.gray,
+                    }
+                )
+                bar.update(1, info=f"{name}/{pair.name}")
+            result["sets"][name] = {
+                "psnr_y": float(np.mean([r["psnr_y"] for r in rows])),
+                "ssim_y": float(np.mean([r["ssim_y"] for r in rows])),
+                "images": rows,
+            }
+    return result
+
+
+def write_json(result: dict, path: str | Path) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(result, indent=2))
+    tmp.replace(path)

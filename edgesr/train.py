@@ -1,0 +1,147 @@
+"""Full-precision SwinIR-light training (the FP teacher every quantization result is measured against).
+
+Recipe: HR images of ``<data root>/calibration/{T91,BSD200}`` (never the benchmark sets) plus downscaled copies,
+LR by MATLAB bicubic, random crops with the 8 dihedral transforms, L1 loss, Adam, linear warm-up then cosine.
+Every ``val_every`` steps: PSNR on a held-out split of the training folders; the best weights are kept.
+A run directory holds ``state.pt`` (resume point), ``best.safetensors``, ``last.safetensors`` and ``log.jsonl``;
+the batch drawn at step t depends only on (seed, t), so a killed run resumes bit-for-bit where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesr.data.patches import PatchSampler, build_pairs, calibration_files, split_holdout
+from edgesr.metrics import psnr
+from edgesr.models.checkpoint import load_model, save_checkpoint
+from edgesr.models.swinir import SwinIR, SwinIRConfig, run_padded
+from edgesr.progress import progress_bar
+
+
+@dataclass
+class TrainConfig:
+    version: int = 1
+    scale: int = 4
+    steps: int = 4000
+    batch: int = 8
+    patch: int = 48  # LR patch side
+    lr: float = 5e-4
+    min_lr: float = 1e-6
+    warmup: int = 100
+    weight_decay: float = 0.0
+    downscales: tuple[float, ...] = (1.0, 0.8, 0.6)
+    holdout_every: int = 20
+    val_every: int = 250
+    save_every: int = 50
+    seed: int = 0
+    bf16: bool = True
+    threads: int = 0  # 0: torch default
+    grad_clip: float = 0.0
+    model: dict = field(default_factory=dict)  # SwinIRConfig overrides (e.g. a tiny test network)
+    init: str = ""  # optional checkpoint to start from (e.g. the shipped weights)
+    max_images: int = 0  # 0: all training images (tests use a few)
+
+    def lr_at(self, step: int) -> float:
+        if step < self.warmup:
+            return self.lr * (step + 1) / self.warmup
+        t = (step - self.warmup) / max(1, self.steps - self.warmup)
+        return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
+
+
+def _validate(model: SwinIR, pairs, scale: int, bf16: bool) -> float:
+    from edgesr.data.io import to_tensor, to_uint8
+
+    model.eval()
+    scores = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        for p in pairs:
+            sr = to_uint8(run_padded(model, to_tensor(p.lr)).float())
+            scores.append(psnr(sr, p.hr, border=scale))
+    model.train()
+    return float(np.mean(scores))
+
+
+def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = False, stop_after: int | None = None) -> dict:
+    """Train (or resume) into ``run_dir``. ``stop_after`` ends the process early (tests of resume)."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    state_path = run_dir / "state.pt"
+    cfg_path = run_dir / "train_config.json"
+    if state_path.exists():
+        saved = json.loads(cfg_path.read_text())
+        if saved.get("seed") != cfg.seed or saved.get("scale") != cfg.scale:
+            raise ValueError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+
+    if cfg.init:
+        model = load_model(cfg.init, scale=cfg.scale).train()
+    else:
+        model = SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model)).train()
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    step, best = 0, -1.0
+    if state_path.exists():
+        st = torch.load(state_path, map_location="cpu", weights_only=False)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["optimizer"])
+        step, best = st["step"], st["best"]
+
+    files = calibration_files(data_root)
+    train_files, val_files = split_holdout(files, cfg.holdout_every)
+    if cfg.max_images:
+        train_files, val_files = train_files[: cfg.max_images], val_files[: max(1, cfg.max_images // 4)]
+    pairs = build_pairs(train_files, cfg.scale, cfg.downscales)
+    val_pairs = build_pairs(val_files, cfg.scale)
+    sampler = PatchSampler(pairs, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed)
+
+    log = (run_dir / "log.jsonl").open("a")
+    t0, done_here = time.time(), 0
+    ema_loss = None
+    with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet) as bar:
+        while step < cfg.steps:
+            lr_img, hr_img = sampler.batch_at(step)
+            for g in opt.param_groups:
+                g["lr"] = cfg.lr_at(step)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+                out = model(lr_img)
+            loss = (out.float() - hr_img).abs().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            step += 1
+            done_here += 1
+            lv = float(loss.detach())
+            ema_loss = lv if ema_loss is None else 0.98 * ema_loss + 0.02 * lv
+            bar.update(advance=1, info=f"loss {ema_loss:.4f} lr {cfg.lr_at(step - 1):.2e}")
+            record = {"step": step, "loss": lv, "lr": cfg.lr_at(step - 1), "time": time.time() - t0}
+            if step % cfg.val_every == 0 or step == cfg.steps:
+                v = _validate(model, val_pairs, cfg.scale, cfg.bf16)
+                record["val_psnr"] = v
+                if v > best:
+                    best = v
+                    save_checkpoint(model, run_dir / "best.safetensors", {"step": str(step), "val_psnr": f"{v:.4f}"})
+                bar.log(f"step {step}: held-out PSNR {v:.3f} dB (best {best:.3f})")
+            log.write(json.dumps(record) + "\n")
+            if step % cfg.save_every == 0 or step == cfg.steps:
+                log.flush()
+                tmp = state_path.with_suffix(".tmp")
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best}, tmp)
+                tmp.replace(state_path)
+                save_checkpoint(model, run_dir / "last.safetensors", {"step": str(step)})
+            if stop_after is not None and done_here >= stop_after:
+                break
+    log.close()
+    return {"step": step, "best_val_psnr": best, "seconds": time.time() - t0}
