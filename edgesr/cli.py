@@ -74,6 +74,42 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quant_config(args: argparse.Namespace):
+    from edgesr.converter.config import DQCConfig, QuantConfig
+
+    base = QuantConfig.load(args.config).to_dict() if args.config else {}
+    if args.bits is not None:
+        base["bits"] = args.bits
+    if args.init is not None:
+        base["init"] = args.init
+    if args.dqc is not None:
+        base["dqc"] = {**base.get("dqc", {}), **DQCConfig.preset(args.dqc).__dict__}
+    if args.dqc_iterations is not None:
+        base["dqc"] = {**base.get("dqc", {}), "iterations": args.dqc_iterations}
+    return QuantConfig.from_dict(base)
+
+
+def cmd_quantize(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgesr.converter.api import convert
+    from edgesr.models.checkpoint import load_model
+    from edgesr.models.zoo import resolve
+
+    _threads(args.threads)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise EdgesrError(f"{out} exists (use --force to overwrite)")
+    config = _quant_config(args)
+    path, _ = resolve(args.model)
+    model = load_model(path)
+    report = convert(model, config, args.calib, out, source=path, quiet=args.quiet, work_dir=args.work_dir,
+                     data_root=args.data_root)
+    report.pop("model")
+    print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in report.items()}))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from edgesr.train import TrainConfig, train
 
@@ -140,6 +176,20 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     t.add_argument("--init", help="start from these weights (e.g. a zoo name's file) instead of random")
     t.set_defaults(func=cmd_train)
+
+    q = sub.add_parser("quantize", aliases=["convert"], parents=[common],
+                       help="2DQuant: FP checkpoint -> quantized artifact (DOBI bounds, then DQC)")
+    q.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint, official .pth included")
+    q.add_argument("--out", required=True, help="artifact path (.safetensors)")
+    q.add_argument("--config", help="QuantConfig YAML/JSON; flags below override it")
+    q.add_argument("--bits", type=int, help="weight and activation bits (2, 3, 4, 8)")
+    q.add_argument("--init", choices=("minmax", "percentile", "dobi"), help="bound initialisation")
+    q.add_argument("--dqc", help="DQC preset: none, cpu-fast, paper")
+    q.add_argument("--dqc-iterations", type=int, help="override the preset's iteration count")
+    q.add_argument("--calib", nargs="+", help="calibration image folders (default: <data root>/calibration/{T91,BSD200})")
+    q.add_argument("--work-dir", help="folder for the resumable DQC state")
+    q.add_argument("--force", action="store_true", help="overwrite --out")
+    q.set_defaults(func=cmd_quantize)
 
     d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
     d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")

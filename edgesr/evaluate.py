@@ -46,10 +46,17 @@ def load_upscaler(spec: str, scale: int | None) -> Upscaler:
         if scale is None:
             raise EdgesrError("--scale is required with --model bicubic")
         return bicubic(scale)
+    from edgesr.converter.artifact import is_artifact, load_artifact, read_artifact_metadata
     from edgesr.models.checkpoint import load_model
     from edgesr.models.zoo import resolve
 
     path, entry = resolve(spec)
+    if path.suffix == ".safetensors" and is_artifact(path):
+        model = load_artifact(path)
+        if scale is not None and model.scale != scale:
+            raise EdgesrError(f"{path}: artifact is x{model.scale}, but x{scale} was requested")
+        qc = read_artifact_metadata(path)["quant_config"]
+        return torch_upscaler(model, path.stem, {"path": str(path), "kind": "fake-quant", "bits": qc["bits"], "init": qc["init"]})
     model = load_model(path, scale=scale)
     info = {"path": str(path), "zoo": entry.name if entry else None}
     if entry and entry.expected_psnr:

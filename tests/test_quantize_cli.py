@@ -1,0 +1,71 @@
+"""`edgesr quantize` end to end on a tiny model, and its one-line errors."""
+
+import json
+
+import numpy as np
+import torch
+from PIL import Image
+
+from edgesr.cli import main
+from edgesr.converter.artifact import load_artifact, read_artifact_metadata
+from edgesr.models.checkpoint import save_checkpoint
+from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+from conftest import TINY
+
+
+def _setup(tmp_path, n=3, size=64):
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(SwinIR(SwinIRConfig(scale=2, **TINY)), tmp_path / "fp.safetensors")
+    calib = tmp_path / "calib"
+    calib.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        Image.fromarray(rng.integers(0, 255, (size, size + 8, 3), dtype=np.uint8)).save(calib / f"{i}.png")
+    return ckpt, calib
+
+
+def _err(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("edgesr: error:") and not any("Traceback" in e for e in err), err
+    return err[-1]
+
+
+def test_quantize_then_eval_artifact(tmp_path, capsys):
+    ckpt, calib = _setup(tmp_path, n=25)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("bits: 3\ncalib_images: 4\ncalib_patch: 16\ndqc: {iterations: 3, batch: 2, patch: 16}\n")
+    out = tmp_path / "q.safetensors"
+    rc = main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--calib", str(calib), "--out", str(out), "--quiet"])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["artifact_bytes"] == out.stat().st_size
+    meta = read_artifact_metadata(out)
+    assert meta["quant_config"]["bits"] == 3 and len(meta["provenance"]["dqc_history"]) == 3
+    assert meta["provenance"]["source_sha256"]
+    assert load_artifact(out).scale == 2
+    # Refuses to overwrite.
+    assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--calib", str(calib), "--out", str(out), "--quiet"]) == 2
+    assert "exists" in _err(capsys)
+
+
+def test_empty_calibration_folder(tmp_path, capsys):
+    ckpt, _ = _setup(tmp_path)
+    (tmp_path / "empty").mkdir()
+    assert main(["quantize", "--model", str(ckpt), "--calib", str(tmp_path / "empty"), "--out", str(tmp_path / "o.safetensors"), "--quiet"]) == 2
+    assert "no images" in _err(capsys)
+    assert not (tmp_path / "o.safetensors").exists()
+
+
+def test_calibration_images_smaller_than_patch(tmp_path, capsys):
+    ckpt, calib = _setup(tmp_path, n=25, size=24)
+    assert main(["quantize", "--model", str(ckpt), "--calib", str(calib), "--out", str(tmp_path / "o.safetensors"), "--quiet"]) == 2
+    assert "large enough" in _err(capsys)
+
+
+def test_bad_bits_and_unknown_preset(tmp_path, capsys):
+    ckpt, calib = _setup(tmp_path)
+    assert main(["quantize", "--model", str(ckpt), "--bits", "9", "--calib", str(calib), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert "bits must be one of" in _err(capsys)
+    assert main(["quantize", "--model", str(ckpt), "--dqc", "turbo", "--calib", str(calib), "--out", str(tmp_path / "o.safetensors")]) == 2
+    assert "unknown DQC preset" in _err(capsys)
