@@ -26,7 +26,50 @@ def round_ste(x: torch.Tensor) -> torch.Tensor:
     return (x.round() - x).detach() + x
 
 
+def _fq_forward(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, levels: int) -> torch.Tensor:
+    # Few in-place passes: this runs on every attention map, the largest tensors of the network.
+    step = (upper - lower) / levels
+    out = torch.clamp(v, lower, upper)
+    return out.sub_(lower).div_(step).round_().mul_(step).add_(lower)
+
+
+class _FakeQuantize(torch.autograd.Function):
+    """Fused forward; closed-form backward (the same gradients as autograd through clip/STE-round):
+
+    dq/dv = 1 inside [l, u];  dq/du = H(v - u) + e;  dq/dl = H(l - v) - e,  with e = r/L - (v_c - l)/(u - l).
+    """
+
+    @staticmethod
+    def forward(ctx, v, lower, upper, levels):
+        out = _fq_forward(v, lower, upper, levels)
+        ctx.save_for_backward(v, lower, upper, out)
+        ctx.levels = levels
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        v, lower, upper, out = ctx.saved_tensors
+        below, above = v < lower, v > upper
+        rng = upper - lower
+        # e = r/L - (vc - l)/(u - l) = (out - vc) / (u - l): the rounding residual in units of the range.
+        vc = torch.clamp(v, lower, upper)
+        e = (out - vc).div_(rng)
+        ge = (g * e).sum()
+        g_upper = g[above].sum() + ge
+        g_lower = g[below].sum() - ge
+        g_v = g.masked_fill(below | above, 0.0) if ctx.needs_input_grad[0] else None
+        return g_v, g_lower.reshape(lower.shape), g_upper.reshape(upper.shape), None
+
+
 def fake_quantize(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    levels = 2**bits - 1
+    if torch.is_grad_enabled() and (v.requires_grad or lower.requires_grad or upper.requires_grad):
+        return _FakeQuantize.apply(v, lower, upper, levels)
+    return _fq_forward(v, lower.detach(), upper.detach(), levels)
+
+
+def fake_quantize_reference(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
+    """Plain autograd version (clip by ``where``, STE round): the oracle the fused op is tested against."""
     levels = 2**bits - 1
     vc = torch.where(v < lower, lower, torch.where(v > upper, upper, v))
     step = (upper - lower) / levels

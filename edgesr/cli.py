@@ -78,6 +78,8 @@ def _quant_config(args: argparse.Namespace):
     from edgesr.converter.config import DQCConfig, QuantConfig
 
     base = QuantConfig.load(args.config).to_dict() if args.config else {}
+    if args.dqc is None and not args.config:
+        args.dqc = "cpu-fast"
     if args.bits is not None:
         base["bits"] = args.bits
     if args.init is not None:
@@ -184,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--config", help="QuantConfig YAML/JSON; flags below override it")
     q.add_argument("--bits", type=int, help="weight and activation bits (2, 3, 4, 8)")
     q.add_argument("--init", choices=("minmax", "percentile", "dobi"), help="bound initialisation")
-    q.add_argument("--dqc", help="DQC preset: none, cpu-fast, paper")
+    q.add_argument("--dqc", default=None, help="DQC preset: none, cpu-fast (default without --config), paper")
     q.add_argument("--dqc-iterations", type=int, help="override the preset's iteration count")
     q.add_argument("--calib", nargs="+", help="calibration image folders (default: <data root>/calibration/{T91,BSD200})")
     q.add_argument("--work-dir", help="folder for the resumable DQC state")

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from edgesr.data.benchmark import count_images, iter_pairs
-from edgesr.data.imresize import bicubic_upscale
+from edgesr.data.imresize import bicubic_upscale, bicubic_y_protocol
 from edgesr.data.io import to_tensor, to_uint8
 from edgesr.errors import EdgesrError
 from edgesr.metrics import psnr, ssim
@@ -27,7 +27,13 @@ class Upscaler:
 
 
 def bicubic(scale: int) -> Upscaler:
-    return Upscaler("bicubic", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic"})
+    """Bicubic as the published baselines were measured (Y-channel protocol, see ``bicubic_y_protocol``)."""
+    return Upscaler("bicubic", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic-y"})
+
+
+def bicubic_rgb(scale: int) -> Upscaler:
+    """Bicubic enlargement of the LR RGB files, scored like a model's output."""
+    return Upscaler("bicubic-rgb", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic-rgb"})
 
 
 def torch_upscaler(model: torch.nn.Module, name: str, info: dict | None = None) -> Upscaler:
@@ -42,10 +48,10 @@ def torch_upscaler(model: torch.nn.Module, name: str, info: dict | None = None) 
 
 def load_upscaler(spec: str, scale: int | None) -> Upscaler:
     """``bicubic`` (needs ``scale``), a zoo name, or a checkpoint path."""
-    if spec == "bicubic":
+    if spec in ("bicubic", "bicubic-rgb"):
         if scale is None:
-            raise EdgesrError("--scale is required with --model bicubic")
-        return bicubic(scale)
+            raise EdgesrError(f"--scale is required with --model {spec}")
+        return bicubic(scale) if spec == "bicubic" else bicubic_rgb(scale)
     from edgesr.converter.artifact import is_artifact, load_artifact, read_artifact_metadata
     from edgesr.models.checkpoint import load_model
     from edgesr.models.zoo import resolve
@@ -75,14 +81,18 @@ def evaluate(up: Upscaler, sets: list[str], data_root=None, quiet: bool = False,
             for i, pair in enumerate(iter_pairs(name, s, data_root)):
                 if limit is not None and i >= limit:
                     break
-                sr = up.run(pair.lr)
-                if sr.shape != pair.hr.shape:
-                    raise EdgesrError(f"{up.name}: output {sr.shape} for {pair.name}, expected {pair.hr.shape}")
+                if up.info.get("kind") == "bicubic-y":
+                    sr, ref = bicubic_y_protocol(pair.hr, s, pair.gray)
+                    gray = False  # already single planes
+                else:
+                    sr, ref, gray = up.run(pair.lr), pair.hr, pair.gray
+                if sr.shape != ref.shape:
+                    raise EdgesrError(f"{up.name}: output {sr.shape} for {pair.name}, expected {ref.shape}")
                 rows.append(
                     {
                         "image": pair.name,
-                        "psnr_y": psnr(sr, pair.hr, border=s, gray=pair.gray),
-                        "ssim_y": ssim(sr, pair.hr, border=s, gray=pair.gray),
+                        "psnr_y": psnr(sr, ref, border=s, gray=gray),
+                        "ssim_y": ssim(sr, ref, border=s, gray=gray),
                         "gray": pair.gray,
                     }
                 )

@@ -86,3 +86,16 @@ def bicubic_downscale(hr: np.ndarray, scale: int) -> np.ndarray:
 
 def bicubic_upscale(lr: np.ndarray, scale: int) -> np.ndarray:
     return imresize(lr, size=(lr.shape[0] * scale, lr.shape[1] * scale))
+
+
+def bicubic_y_protocol(hr: np.ndarray, scale: int, gray: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """The protocol behind the published bicubic baselines (SRCNN's evaluation code): the HR image's Y channel
+    (uint8, MATLAB rgb2ycbcr; the gray level for grayscale files) is shrunk and enlarged by bicubic in floating
+    point, rounded to uint8, and compared with the uint8 HR Y. Returns (upscaled Y, HR Y), both uint8 (H, W)."""
+    from edgesr.data.color import rgb_to_y
+
+    hr = modcrop(hr, scale)
+    y = hr[..., 0].astype(np.float64) if gray else np.floor(rgb_to_y(hr) + 0.5)
+    lr = imresize(y / 255.0, size=(y.shape[0] // scale, y.shape[1] // scale))
+    up = imresize(lr, size=y.shape)
+    return np.clip(np.floor(up * 255.0 + 0.5), 0, 255).astype(np.uint8), y.astype(np.uint8)

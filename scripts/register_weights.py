@@ -1,0 +1,85 @@
+"""Ship a trained checkpoint: copy it to models/weights/, evaluate it, write its model card and zoo entry.
+
+    python scripts/register_weights.py runs/x4/best.safetensors --name swinir_light_x4 --hardware "..."
+
+The weights file keeps only parameters (fp32) and the config; the card records the training run (steps, batch,
+patch, wall time from the run's log) and the Y-PSNR/SSIM measured here with `edgesr eval`'s code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+from pathlib import Path
+
+import yaml
+
+from edgesr.evaluate import evaluate, torch_upscaler
+from edgesr.models.checkpoint import load_model, read_metadata, save_checkpoint
+from edgesr.models.zoo import WEIGHTS_DIR, ZOO_FILE, sha256_of
+
+SETS = ["Set5", "Set14", "B100"]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("checkpoint", type=Path)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU")
+    ap.add_argument("--data-root")
+    args = ap.parse_args()
+
+    model = load_model(args.checkpoint)
+    run_dir = args.checkpoint.parent
+    meta = read_metadata(args.checkpoint)
+    train_cfg = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
+    step = int(meta.get("edgesr.step", log[-1]["step"] if log else 0))
+    wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
+    vals = [r for r in log if "val_psnr" in r]
+
+    target = WEIGHTS_DIR / f"{args.name}.safetensors"
+    save_checkpoint(model, target, {"step": str(step), "val_psnr": meta.get("edgesr.val_psnr", "")})
+    digest = sha256_of(target)
+    res = evaluate(torch_upscaler(model, args.name), SETS, data_root=args.data_root)
+    psnr = {s: round(r["psnr_y"], 2) for s, r in res["sets"].items()}
+    ssim = {s: round(r["ssim_y"], 4) for s, r in res["sets"].items()}
+
+    card = {
+        "name": args.name,
+        "architecture": "SwinIR-light",
+        "config": model.config.to_dict(),
+        "weights": target.name,
+        "bytes": target.stat().st_size,
+        "sha256": digest,
+        "training": {
+            "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
+                    f"HR downscales {train_cfg.get('downscales')}, 8 dihedral augmentations",
+            "steps": step,
+            "batch": train_cfg.get("batch"),
+            "lr_patch": train_cfg.get("patch"),
+            "optimizer": f"Adam lr {train_cfg.get('lr')}, warm-up {train_cfg.get('warmup')}, cosine to {train_cfg.get('min_lr')}",
+            "loss": "L1",
+            "bf16_autocast": train_cfg.get("bf16"),
+            "wall_time_hours": round(wall / 3600, 2),
+            "hardware": args.hardware,
+            "selected_by": "held-out validation PSNR" + (f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
+        },
+        "metrics": {"psnr_y": psnr, "ssim_y": ssim, "protocol": "Y channel (MATLAB BT.601), border = scale, MATLAB-bicubic LR"},
+    }
+    card_path = WEIGHTS_DIR / f"{args.name}.yaml"
+    card_path.write_text(yaml.safe_dump(card, sort_keys=False))
+
+    text = ZOO_FILE.read_text()
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    zoo = yaml.safe_load(text)
+    zoo["models"][args.name] = {"scale": model.scale, "file": target.name, "sha256": digest,
+                                "expected_psnr": psnr, "card": card_path.name}
+    ZOO_FILE.write_text(header + yaml.safe_dump(zoo, sort_keys=False))
+    print(json.dumps({"weights": str(target), "sha256": digest, "psnr_y": psnr, "ssim_y": ssim}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
