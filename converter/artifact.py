@@ -23,13 +23,14 @@ from pathlib import Path
 import numpy as np
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from edgesr import __version__
 from edgesr.converter.config import QuantConfig
 from edgesr.converter.pack import pack_codes, unpack_codes
 from edgesr.converter.quant import FakeQuantizer, QuantLinear, quant_codes, quantize_, quantizers
 from edgesr.errors import CheckpointError
+from edgesr.models.checkpoint import write_safetensors
 from edgesr.models.swinir import SwinIR, SwinIRConfig
 
 FORMAT = "2dquant/1"
@@ -61,14 +62,7 @@ def save_artifact(qmodel: SwinIR, path: str | Path, provenance: dict | None = No
         "edgesr.weight_shapes": json.dumps(shapes, sort_keys=True),
         "edgesr.provenance": json.dumps({"edgesr_version": __version__, **(provenance or {})}, sort_keys=True),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    path = write_safetensors(tensors, path, meta)
     fp32_bytes = 4 * sum(p.numel() for n, p in qmodel.named_parameters() if not n.endswith((".lower", ".upper")))
     return {"artifact_bytes": path.stat().st_size, "fp32_param_bytes": fp32_bytes,
             "ratio": path.stat().st_size / fp32_bytes}

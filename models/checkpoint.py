@@ -31,14 +31,10 @@ FORMAT = "swinir/1"
 _IGNORED = re.compile(r"(attn_mask|relative_position_index)$")
 
 
-def save_checkpoint(model: SwinIR, path: str | Path, extra_meta: dict | None = None) -> Path:
-    """Write parameters (FP32, contiguous) and the config; atomic (temporary file + rename)."""
+def write_safetensors(tensors: dict[str, torch.Tensor], path: str | Path, meta: dict[str, str]) -> Path:
+    """Atomic write (temporary file + rename): an interrupted save never leaves a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
-    meta = {"edgesr.format": FORMAT, "edgesr.config": json.dumps(model.config.to_dict(), sort_keys=True)}
-    for k, v in (extra_meta or {}).items():
-        meta[f"edgesr.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         save_file(tensors, str(tmp), metadata=meta)
@@ -46,6 +42,15 @@ def save_checkpoint(model: SwinIR, path: str | Path, extra_meta: dict | None = N
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def save_checkpoint(model: SwinIR, path: str | Path, extra_meta: dict | None = None) -> Path:
+    """Write parameters (FP32, contiguous) and the config."""
+    tensors = {k: v.detach().float().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta = {"edgesr.format": FORMAT, "edgesr.config": json.dumps(model.config.to_dict(), sort_keys=True)}
+    for k, v in (extra_meta or {}).items():
+        meta[f"edgesr.{k}"] = v if isinstance(v, str) else json.dumps(v, sort_keys=True)
+    return write_safetensors(tensors, path, meta)
 
 
 def read_metadata(path: str | Path) -> dict:

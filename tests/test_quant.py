@@ -36,6 +36,27 @@ def test_fake_quant_matches_numpy(bits):
     assert len(np.unique(q.numpy())) <= 2**bits
 
 
+@pytest.mark.parametrize("bits", [2, 4])
+def test_fused_op_equals_autograd_reference(bits):
+    from edgesr.converter.quant import fake_quantize_reference
+
+    torch.manual_seed(bits)
+    v = (torch.randn(4096) * 2).requires_grad_()
+    v2 = v.detach().clone().requires_grad_()
+    lo, hi = torch.tensor(-1.2, requires_grad=True), torch.tensor(1.5, requires_grad=True)
+    lo2, hi2 = lo.detach().clone().requires_grad_(), hi.detach().clone().requires_grad_()
+    g = torch.randn(4096)
+    a, b = fake_quantize(v, lo, hi, bits), fake_quantize_reference(v2, lo2, hi2, bits)
+    assert torch.equal(a, b)
+    (a * g).sum().backward()
+    (b * g).sum().backward()
+    assert torch.allclose(v.grad, v2.grad, rtol=1e-6, atol=1e-7)  # autograd computes g*s/s
+    assert lo.grad.item() == pytest.approx(lo2.grad.item(), abs=1e-4)
+    assert hi.grad.item() == pytest.approx(hi2.grad.item(), abs=1e-4)
+    with torch.no_grad():
+        assert torch.equal(fake_quantize(v, lo, hi, bits), b)
+
+
 def test_ste_gradients_follow_the_paper():
     v = torch.tensor([-2.0, -0.3, 0.26, 0.9, 3.0], requires_grad=True)
     lo = torch.tensor(-1.0, requires_grad=True)
