@@ -51,23 +51,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from edgesr.progress import stdout_console
+    from pathlib import Path
+
     from rich.table import Table
 
     from edgesr.demo import run_demo
     from edgesr.evaluate import load_upscaler
+    from edgesr.progress import stdout_console
 
     _threads(args.threads)
-    up = load_upscaler(args.model, None)
-    rows = run_demo(up, args.out, quiet=args.quiet)
-    table = Table(title=f"{up.name} x{up.scale} vs bicubic on scikit-image sample photos (Y-PSNR dB / SSIM)")
-    for col in ("photo", "size", "model", "bicubic", "gain"):
-        table.add_column(col, justify="right" if col != "photo" else "left")
+    ups = [load_upscaler(args.model, None)]
+    source = ups[0].info.get("source")  # a quantized artifact also runs its FP source model, when present
+    if source and Path(source).is_file():
+        ups.append(load_upscaler(source, ups[0].scale))
+        ups[-1].name = f"FP {ups[-1].name}"
+    rows = run_demo(ups, args.out, quiet=args.quiet)
+    names = [u.name for u in ups] + ["bicubic"]
+    table = Table(title=f"x{ups[0].scale} on scikit-image sample photos: Y-PSNR dB / SSIM")
+    table.add_column("photo")
+    table.add_column("size")
+    for n in names:
+        table.add_column(n, justify="right")
     for r in rows:
-        table.add_row(
-            r["image"], r["size"], f"{r['psnr_model']:.2f} / {r['ssim_model']:.4f}",
-            f"{r['psnr_bicubic']:.2f} / {r['ssim_bicubic']:.4f}", f"{r['psnr_model'] - r['psnr_bicubic']:+.2f} dB",
-        )
+        table.add_row(r["image"], r["size"], *(f"{r['psnr'][n]:.2f} / {r['ssim'][n]:.4f}" for n in names))
+    means = [sum(r["psnr"][n] for r in rows) / len(rows) for n in names]
+    table.add_row("mean", "", *(f"{m:.2f}" for m in means))
     stdout_console().print(table)
     if args.out:
         print(f"images written to {args.out}/")

@@ -25,29 +25,27 @@ def sample_photos(names=PHOTOS) -> dict[str, np.ndarray]:
     return {n: np.ascontiguousarray(getattr(skimage.data, n)()[..., :3]) for n in names}
 
 
-def run_demo(up: Upscaler, out_dir: str | Path | None, quiet: bool = False) -> list[dict]:
-    s = up.scale
+def run_demo(ups: list[Upscaler], out_dir: str | Path | None, quiet: bool = False) -> list[dict]:
+    """Score each upscaler (and bicubic) on the sample photos; rows hold ``psnr``/``ssim`` per method name."""
+    s = ups[0].scale
+    if any(u.scale != s for u in ups):
+        raise ValueError("all models of a demo must have the same scale")
     rows = []
     photos = sample_photos()
-    with progress_bar(f"demo {up.name} x{s}", total=len(photos), disable=quiet) as bar:
+    with progress_bar(f"demo x{s}", total=len(photos) * len(ups), disable=quiet) as bar:
         for name, img in photos.items():
             hr = modcrop(img, s)
             lr = bicubic_downscale(hr, s)
-            sr = up.run(lr)
-            bic = bicubic_upscale(lr, s)
-            rows.append(
-                {
-                    "image": name,
-                    "size": f"{lr.shape[1]}x{lr.shape[0]} -> {sr.shape[1]}x{sr.shape[0]}",
-                    "psnr_model": psnr(sr, hr, border=s),
-                    "psnr_bicubic": psnr(bic, hr, border=s),
-                    "ssim_model": ssim(sr, hr, border=s),
-                    "ssim_bicubic": ssim(bic, hr, border=s),
-                }
-            )
+            outputs = {"bicubic": bicubic_upscale(lr, s)}
+            for up in ups:
+                outputs[up.name] = up.run(lr)
+                bar.update(1, info=f"{name} / {up.name}")
+            row = {"image": name, "size": f"{lr.shape[1]}x{lr.shape[0]} -> {hr.shape[1]}x{hr.shape[0]}",
+                   "psnr": {k: psnr(v, hr, border=s) for k, v in outputs.items()},
+                   "ssim": {k: ssim(v, hr, border=s) for k, v in outputs.items()}}
+            rows.append(row)
             if out_dir is not None:
                 save_png(lr, Path(out_dir) / f"{name}_lr.png")
-                save_png(sr, Path(out_dir) / f"{name}_x{s}_{up.name}.png")
-                save_png(bic, Path(out_dir) / f"{name}_x{s}_bicubic.png")
-            bar.update(1, info=name)
+                for k, v in outputs.items():
+                    save_png(v, Path(out_dir) / f"{name}_x{s}_{k}.png")
     return rows

@@ -61,8 +61,11 @@ def load_upscaler(spec: str, scale: int | None) -> Upscaler:
         model = load_artifact(path)
         if scale is not None and model.scale != scale:
             raise EdgesrError(f"{path}: artifact is x{model.scale}, but x{scale} was requested")
-        qc = read_artifact_metadata(path)["quant_config"]
-        return torch_upscaler(model, path.stem, {"path": str(path), "kind": "fake-quant", "bits": qc["bits"], "init": qc["init"]})
+        meta = read_artifact_metadata(path)
+        qc = meta["quant_config"]
+        info = {"path": str(path), "kind": "fake-quant", "bits": qc["bits"], "init": qc["init"],
+                "source": meta["provenance"].get("source")}
+        return torch_upscaler(model, path.stem, info)
     model = load_model(path, scale=scale)
     info = {"path": str(path), "zoo": entry.name if entry else None}
     if entry and entry.expected_psnr:

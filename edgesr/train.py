@@ -47,6 +47,7 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # SwinIRConfig overrides (e.g. a tiny test network)
     init: str = ""  # optional checkpoint to start from (e.g. the shipped weights)
     max_images: int = 0  # 0: all training images (tests use a few)
+    set5_report: bool = True  # score the selected weights on Set5 when the run completes
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -144,4 +145,24 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             if stop_after is not None and done_here >= stop_after:
                 break
     log.close()
-    return {"step": step, "best_val_psnr": best, "seconds": time.time() - t0}
+    out = {"step": step, "best_val_psnr": best, "seconds": time.time() - t0}
+    if step >= cfg.steps and cfg.set5_report:
+        out["set5"] = _set5_report(run_dir, data_root, quiet)
+    return out
+
+
+def _set5_report(run_dir: Path, data_root, quiet: bool) -> dict | None:
+    """Score the selected (best held-out) weights on Set5 with the project's eval; skipped without the data."""
+    from edgesr.errors import DataError
+    from edgesr.evaluate import evaluate, torch_upscaler, write_json
+
+    try:
+        model = load_model(run_dir / "best.safetensors")
+        res = evaluate(torch_upscaler(model, "best"), ["Set5"], data_root=data_root, quiet=True)
+    except DataError:
+        return None
+    write_json(res, run_dir / "set5.json")
+    r = res["sets"]["Set5"]
+    if not quiet:
+        print(f"Set5 x{model.scale} (best held-out checkpoint): {r['psnr_y']:.2f} dB / {r['ssim_y']:.4f}")
+    return {"psnr_y": r["psnr_y"], "ssim_y": r["ssim_y"]}

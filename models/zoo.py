@@ -20,6 +20,7 @@ class ZooEntry:
     name: str
     scale: int
     sha256: str
+    arch: str = "swinir_light"  # SwinIR-light: embed 60, depths 6x4, heads 6, window 8, pixelshuffledirect
     file: str | None = None  # bundled file under models/weights/, or None for user-supplied weights
     filename: str | None = None  # the usual file name of user-supplied weights
     expected_psnr: dict = field(default_factory=dict)

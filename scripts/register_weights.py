@@ -74,7 +74,7 @@ def main() -> int:
     text = ZOO_FILE.read_text()
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
     zoo = yaml.safe_load(text)
-    zoo["models"][args.name] = {"scale": model.scale, "file": target.name, "sha256": digest,
+    zoo["models"][args.name] = {"arch": "swinir_light", "scale": model.scale, "file": target.name, "sha256": digest,
                                 "expected_psnr": psnr, "card": card_path.name}
     ZOO_FILE.write_text(header + yaml.safe_dump(zoo, sort_keys=False))
     print(json.dumps({"weights": str(target), "sha256": digest, "psnr_y": psnr, "ssim_y": ssim}, indent=2))

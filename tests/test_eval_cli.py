@@ -126,3 +126,15 @@ def test_demo_runs_on_bundled_photos(tmp_path, capsys):
 def test_zoo_lists_entries(capsys):
     assert main(["zoo"]) == 0
     assert "official_swinir_light_x4" in capsys.readouterr().out
+
+
+def test_image_smaller_than_a_window_is_padded(tmp_path):
+    from PIL import Image
+
+    hr = tmp_path / "benchmark" / "Tiny" / "HR"
+    hr.mkdir(parents=True)
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (12, 20, 3), dtype=np.uint8)).save(hr / "t.png")
+    ckpt = save_checkpoint(SwinIR(SwinIRConfig(scale=4, **TINY)), tmp_path / "tiny.safetensors")
+    out = tmp_path / "r.json"
+    assert main(["eval", "--model", str(ckpt), "--sets", "Tiny", "--data-root", str(tmp_path), "--quiet", "--json", str(out)]) == 0
+    assert np.isfinite(json.loads(out.read_text())["sets"]["Tiny"]["psnr_y"])

@@ -44,6 +44,10 @@ def test_quantize_then_eval_artifact(tmp_path, capsys):
     assert meta["quant_config"]["bits"] == 3 and len(meta["provenance"]["dqc_history"]) == 3
     assert meta["provenance"]["source_sha256"]
     assert load_artifact(out).scale == 2
+    # The demo runs the artifact next to its FP source and bicubic.
+    assert main(["demo", "--model", str(out), "--out", str(tmp_path / "demo"), "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "FP fp.safetensors" in printed and "bicubic" in printed
     # Refuses to overwrite.
     assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--calib", str(calib), "--out", str(out), "--quiet"]) == 2
     assert "exists" in _err(capsys)

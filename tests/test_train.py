@@ -45,6 +45,7 @@ def test_loss_decreases(tmp_path):
     losses = [json.loads(line)["loss"] for line in (tmp_path / "log.jsonl").read_text().splitlines()]
     assert sum(losses[-5:]) / 5 < 0.7 * sum(losses[:5]) / 5
     assert out["best_val_psnr"] > 0
+    assert out["set5"]["psnr_y"] > 5 and (tmp_path / "set5.json").is_file()
     assert load_model(tmp_path / "best.safetensors", scale=2).config.embed_dim == TINY["embed_dim"]
 
 
