@@ -87,7 +87,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
 
     if cfg.init:
-        model = load_model(cfg.init, scale=cfg.scale).train()
+        from edgesr.models.zoo import resolve
+
+        model = load_model(resolve(cfg.init)[0], scale=cfg.scale).train()
     else:
         model = SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model)).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
