@@ -60,8 +60,11 @@ def cell(args, fp_model, src: Path, bits: int, method: str) -> dict:
     return out
 
 
-def table(fp: dict, rows: dict[int, list[dict]], scale: int, preset: str) -> str:
+def table(fp: dict, rows: dict[int, list[dict]], scale: int, preset: str, source: Path | None = None) -> str:
+    from edgesr.models.zoo import sha256_of
+
     lines = [f"# 2DQuant on edgesr's SwinIR-light x{scale}", "",
+             f"FP model: `{source.name}` (sha256 {sha256_of(source)[:16]}...)." if source else "", "",
              "Y-PSNR (dB) / SSIM, MATLAB-bicubic LR, border = scale. In brackets: drop from FP. "
              "Paper drop: 2DQuant's published drop on the official FP model (same sets).",
              f"DQC preset: `{preset}` ({DQCConfig.preset(preset).iterations} iterations, batch "
@@ -181,7 +184,7 @@ def main() -> int:
     rows: dict[int, list[dict]] = {}
     for bits in args.bits:
         rows[bits] = [cell(args, fp_model, src, bits, m) for m in args.methods]
-        (args.out / f"quant_x{s}.md").write_text(table(fp, rows, s, args.dqc_preset))
+        (args.out / f"quant_x{s}.md").write_text(table(fp, rows, s, args.dqc_preset, src))
     for bits in [] if args.table_only else args.bits:
         bound_plot(args, fp_model, s, bits)
         crop_sheet(args, fp_model, s, bits)
