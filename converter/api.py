@@ -35,7 +35,7 @@ def sample_photo_folder() -> Path:
     from edgesr.demo import sample_photos
 
     folder = Path(tempfile.gettempdir()) / "edgesr_sample_photos"
-    photos = sample_photos(("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "motorcycle_left"))
+    photos = sample_photos(("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field"))
     for name, img in photos.items():
         if not (folder / f"{name}.png").is_file():
             save_png(img, folder / f"{name}.png")

@@ -73,3 +73,14 @@ def test_bad_bits_and_unknown_preset(tmp_path, capsys):
     assert "bits must be one of" in _err(capsys)
     assert main(["quantize", "--model", str(ckpt), "--dqc", "turbo", "--calib", str(calib), "--out", str(tmp_path / "o.safetensors")]) == 2
     assert "unknown DQC preset" in _err(capsys)
+
+
+def test_bare_machine_calibrates_on_sample_photos(tmp_path, monkeypatch, capsys):
+    # No data root: the converter falls back to scikit-image's bundled photos.
+    monkeypatch.setenv("EDGESR_DATA_ROOT", str(tmp_path / "nothing"))
+    ckpt, _ = _setup(tmp_path)
+    cfg = tmp_path / "q.yaml"
+    cfg.write_text("calib_images: 2\ncalib_patch: 16\ndqc: {iterations: 1, batch: 1, patch: 16}\n")
+    out = tmp_path / "q.safetensors"
+    assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    assert "edgesr_sample_photos" in read_artifact_metadata(out)["provenance"]["calibration"][0]
