@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import hashlib
 import tempfile
 import time
 from pathlib import Path
 
-import torch
-
 from edgesr.converter.artifact import save_artifact
-from edgesr.converter.calibrate import calibrate, calibration_sampler
+from edgesr.converter.calibrate import calibrate, calibration_batch, calibration_sampler
 from edgesr.converter.config import QuantConfig
 from edgesr.converter.dqc import run_dqc
 from edgesr.converter.quant import quantize
 from edgesr.data.paths import default_data_root
 from edgesr.errors import DataError
+from edgesr.models.zoo import sha256_of
 from edgesr.progress import console
 
 
@@ -42,14 +40,6 @@ def sample_photo_folder() -> Path:
     return folder
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def convert(fp_model, config: QuantConfig, calib_folders: list[Path] | None, out: str | Path,
             source: str | Path | None = None, quiet: bool = False, work_dir: str | Path | None = None,
             data_root: str | Path | None = None) -> dict:
@@ -62,7 +52,7 @@ def convert(fp_model, config: QuantConfig, calib_folders: list[Path] | None, out
     scale = fp_model.scale
     fp_model.eval()
     qmodel = quantize(fp_model, config)
-    batch = calibration_sampler(folders, scale, config.calib_patch, config.calib_images, config.seed).batch_at(0)[0]
+    batch = calibration_batch(folders, scale, config)
     init_report = calibrate(qmodel, batch, config, quiet=quiet)
     t_init = time.time() - t0
     dqc = {"iterations": 0, "seconds": 0.0, "history": []}
@@ -73,7 +63,7 @@ def convert(fp_model, config: QuantConfig, calib_folders: list[Path] | None, out
         dqc = run_dqc(qmodel, fp_model, sampler, d, state_path=state, quiet=quiet)
     provenance = {
         "source": str(source) if source else None,
-        "source_sha256": _sha256(Path(source)) if source and Path(source).is_file() else None,
+        "source_sha256": sha256_of(source) if source and Path(source).is_file() else None,
         "calibration": [str(f) for f in folders],
         "bounds_init": init_report,
         "init_seconds": round(t_init, 2),

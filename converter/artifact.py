@@ -104,15 +104,16 @@ def load_artifact(path: str | Path) -> SwinIR:
         raise CheckpointError(f"{path}: quantizer list does not match its QuantConfig")
     bounds = tensors.pop("quantizers.bounds")
     module_path = {m.qname: path for path, m in model.named_modules() if isinstance(m, FakeQuantizer)}
+    index = {name: i for i, name in enumerate(names)}
     state = {}
-    for i, name in enumerate(names):
+    for name, i in index.items():
         state[f"{module_path[name]}.lower"] = bounds[i, 0].clone()
         state[f"{module_path[name]}.upper"] = bounds[i, 1].clone()
     for key, value in tensors.items():
         if key.endswith(".weight.codes"):
             name = key[: -len(".codes")]
             q = qs[name]
-            lower, upper = bounds[names.index(name)]
+            lower, upper = bounds[index[name]]
             codes = unpack_codes(value.numpy(), q.bits, int(np.prod(shapes[name])))
             step = (upper - lower) / (2**q.bits - 1)
             state[name] = torch.from_numpy(codes.astype(np.float32)).reshape(shapes[name]) * step + lower

@@ -14,17 +14,12 @@ from edgesr.data.io import list_images
 from edgesr.progress import progress_bar
 
 
-def calibration_sampler(folders: list[str | Path], scale: int, patch: int, batch: int, seed: int = 0,
-                        split: str = "train", max_images: int = 0) -> PatchSampler:
-    """LR/HR patches from calibration folders; ``split`` 'train' (for DOBI/DQC) or 'val' (held out)."""
+def calibration_sampler(folders: list[str | Path], scale: int, patch: int, batch: int, seed: int = 0) -> PatchSampler:
+    """LR/HR patches from the training split of the calibration folders (the held-out split stays unseen)."""
     files: list[Path] = []
     for folder in folders:
         files += list_images(folder)
-    train, val = split_holdout(files)
-    chosen = train if split == "train" else val
-    if max_images:
-        chosen = chosen[:max_images]
-    pairs = build_pairs(chosen, scale)
+    pairs = build_pairs(split_holdout(files)[0], scale)
     try:
         return PatchSampler(pairs, scale, patch, batch, seed=seed)
     except ValueError:
@@ -34,10 +29,9 @@ def calibration_sampler(folders: list[str | Path], scale: int, patch: int, batch
         ) from None
 
 
-def calibration_batch(folders, scale: int, config: QuantConfig, max_images: int = 0) -> torch.Tensor:
+def calibration_batch(folders, scale: int, config: QuantConfig) -> torch.Tensor:
     """The deterministic DOBI batch: ``calib_images`` LR patches of ``calib_patch`` px."""
-    sampler = calibration_sampler(folders, scale, config.calib_patch, config.calib_images, config.seed, max_images=max_images)
-    return sampler.batch_at(0)[0]
+    return calibration_sampler(folders, scale, config.calib_patch, config.calib_images, config.seed).batch_at(0)[0]
 
 
 def _init_bounds(q: FakeQuantizer, x: torch.Tensor, config: QuantConfig) -> dict:

@@ -10,7 +10,6 @@ feature term is on the scale of the output L1 term. Adam, cosine schedule; LR pa
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -119,6 +118,3 @@ def run_dqc(student: torch.nn.Module, teacher: torch.nn.Module, sampler, cfg: DQ
             p.requires_grad_(False)
     return {"iterations": cfg.iterations, "seconds": time.time() - t0, "history": history}
 
-
-def history_json(history: list[dict]) -> str:
-    return json.dumps(history)

@@ -22,10 +22,6 @@ from edgesr.converter.config import QuantConfig, QuantConfigError
 from edgesr.models.swinir import MatMul
 
 
-def round_ste(x: torch.Tensor) -> torch.Tensor:
-    return (x.round() - x).detach() + x
-
-
 def _fq_forward(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, levels: int) -> torch.Tensor:
     # Few in-place passes: this runs on every attention map, the largest tensors of the network.
     step = (upper - lower) / levels
@@ -68,20 +64,10 @@ def fake_quantize(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bit
     return _fq_forward(v, lower.detach(), upper.detach(), levels)
 
 
-def fake_quantize_reference(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
-    """Plain autograd version (clip by ``where``, STE round): the oracle the fused op is tested against."""
-    levels = 2**bits - 1
-    vc = torch.where(v < lower, lower, torch.where(v > upper, upper, v))
-    step = (upper - lower) / levels
-    return round_ste((vc - lower) / step) * step + lower
-
-
 def quant_codes(v: torch.Tensor, lower: torch.Tensor, upper: torch.Tensor, bits: int) -> torch.Tensor:
     """Integer codes r in [0, 2^b - 1] (int64) of ``v``; ``fake_quantize`` == codes * s + l."""
-    levels = 2**bits - 1
-    step = (upper - lower) / levels
-    vc = torch.where(v < lower, lower, torch.where(v > upper, upper, v))
-    return ((vc - lower) / step).round().long()
+    step = (upper - lower) / (2**bits - 1)
+    return torch.clamp(v, lower, upper).sub_(lower).div_(step).round_().long()
 
 
 class FakeQuantizer(nn.Module):
@@ -97,10 +83,6 @@ class FakeQuantizer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.qname}, bits={self.bits}, one_sided={self.one_sided}"
-
-    @property
-    def step(self) -> torch.Tensor:
-        return (self.upper - self.lower) / (2**self.bits - 1)
 
     def set_bounds(self, lower: float, upper: float) -> None:
         if not upper > lower:
@@ -122,7 +104,6 @@ class QuantLinear(nn.Module):
 
     def __init__(self, linear: nn.Linear, bits: int, name: str, one_sided_input: bool):
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
         self.weight_quant = FakeQuantizer(bits, f"{name}.weight", is_weight=True)

@@ -86,14 +86,13 @@ def _quant_config(args: argparse.Namespace):
     from edgesr.converter.config import DQCConfig, QuantConfig
 
     base = QuantConfig.load(args.config).to_dict() if args.config else {}
-    if args.dqc is None and not args.config:
-        args.dqc = "cpu-fast"
+    preset = args.dqc or (None if args.config else "cpu-fast")
     if args.bits is not None:
         base["bits"] = args.bits
     if args.init is not None:
         base["init"] = args.init
-    if args.dqc is not None:
-        base["dqc"] = {**base.get("dqc", {}), **DQCConfig.preset(args.dqc).__dict__}
+    if preset is not None:
+        base["dqc"] = {**base.get("dqc", {}), **DQCConfig.preset(preset).__dict__}
     if args.dqc_iterations is not None:
         base["dqc"] = {**base.get("dqc", {}), "iterations": args.dqc_iterations}
     return QuantConfig.from_dict(base)

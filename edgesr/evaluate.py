@@ -10,7 +10,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from edgesr.data.benchmark import count_images, iter_pairs
+from edgesr.data.benchmark import SRPair, count_images, iter_pairs
 from edgesr.data.imresize import bicubic_upscale, bicubic_y_protocol
 from edgesr.data.io import to_tensor, to_uint8
 from edgesr.errors import EdgesrError
@@ -24,11 +24,19 @@ class Upscaler:
     scale: int
     run: Callable[[np.ndarray], np.ndarray]  # (h, w, 3) uint8 -> (h*s, w*s, 3) uint8
     info: dict
+    # What a benchmark pair is scored on: (output, reference, reference-is-gray). Default: run on the LR image.
+    score_inputs: Callable[[SRPair], tuple[np.ndarray, np.ndarray, bool]] | None = None
+
+    def scored(self, pair: SRPair) -> tuple[np.ndarray, np.ndarray, bool]:
+        if self.score_inputs is not None:
+            return self.score_inputs(pair)
+        return self.run(pair.lr), pair.hr, pair.gray
 
 
 def bicubic(scale: int) -> Upscaler:
     """Bicubic as the published baselines were measured (Y-channel protocol, see ``bicubic_y_protocol``)."""
-    return Upscaler("bicubic", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic-y"})
+    return Upscaler("bicubic", scale, lambda lr: bicubic_upscale(lr, scale), {"kind": "bicubic-y"},
+                    score_inputs=lambda pair: (*bicubic_y_protocol(pair.hr, scale, pair.gray), False))
 
 
 def bicubic_rgb(scale: int) -> Upscaler:
@@ -84,11 +92,7 @@ def evaluate(up: Upscaler, sets: list[str], data_root=None, quiet: bool = False,
             for i, pair in enumerate(iter_pairs(name, s, data_root)):
                 if limit is not None and i >= limit:
                     break
-                if up.info.get("kind") == "bicubic-y":
-                    sr, ref = bicubic_y_protocol(pair.hr, s, pair.gray)
-                    gray = False  # already single planes
-                else:
-                    sr, ref, gray = up.run(pair.lr), pair.hr, pair.gray
+                sr, ref, gray = up.scored(pair)
                 if sr.shape != ref.shape:
                     raise EdgesrError(f"{up.name}: output {sr.shape} for {pair.name}, expected {ref.shape}")
                 rows.append(

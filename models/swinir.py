@@ -16,7 +16,6 @@ import functools
 from dataclasses import asdict, dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 RGB_MEAN = (0.4488, 0.4371, 0.4040)  # DIV2K mean used by every SwinIR checkpoint
