@@ -119,6 +119,55 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tile(text: str) -> tuple[int, int]:
+    try:
+        parts = [int(v) for v in text.lower().split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) == 1:
+        parts *= 2
+    if len(parts) != 2 or min(parts) <= 0:
+        raise argparse.ArgumentTypeError(f"tile must look like 64 or 64x48, got {text!r}")
+    return parts[0], parts[1]
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgesr.converter.artifact import is_artifact, load_artifact
+    from edgesr.models.checkpoint import load_model
+    from edgesr.models.zoo import resolve, sha256_of
+
+    _threads(args.threads)
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        raise EdgesrError(f"{out} exists (use --force to overwrite)")
+    if args.quant:
+        path = Path(args.quant)
+        if not is_artifact(path):
+            raise EdgesrError(f"{path}: not an edgesr quantized artifact (make one with `edgesr quantize`)")
+        model = load_artifact(path)
+    else:
+        path, _ = resolve(args.model)
+        if is_artifact(path):
+            raise EdgesrError(f"{path} is a quantized artifact: pass it with --quant")
+        model = load_model(path)
+    ws = model.window_size
+    if args.tile[0] % ws or args.tile[1] % ws:
+        raise EdgesrError(f"tile {args.tile[0]}x{args.tile[1]} must be a multiple of the window size {ws}")
+    source = {"path": str(path), "sha256": sha256_of(path)}
+    if args.format == "pte":
+        try:
+            from edgesr.converter.export.executorch import export_pte
+        except ImportError as e:
+            raise EdgesrError(f"--format pte needs executorch (pip install 'edgesr[pte]'): {e}") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            report = export_pte(model, out, tile=args.tile, source=source, fuse_attention=args.fuse_attention)
+    print(json.dumps(report))
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from edgesr.train import TrainConfig, train
 
@@ -199,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--work-dir", help="folder for the resumable DQC state")
     q.add_argument("--force", action="store_true", help="overwrite --out")
     q.set_defaults(func=cmd_quantize)
+
+    x = sub.add_parser("export", parents=[common], help="lower a model to a deployment file (.pte)")
+    x.add_argument("--format", choices=("pte",), default="pte", help="target format (default: pte)")
+    x.add_argument("--model", default="swinir_light_x4", help="FP zoo name or checkpoint (FP32 export)")
+    x.add_argument("--quant", help="quantized artifact: export its integer model (edgesr INT4 delegate)")
+    x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
+    x.add_argument("--fuse-attention", action="store_true",
+                   help="quantized attention as one fused native op (default: two quantized matmuls + XNNPACK softmax)")
+    x.add_argument("--out", required=True, help="output file")
+    x.add_argument("--force", action="store_true", help="overwrite --out")
+    x.set_defaults(func=cmd_export)
 
     d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
     d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")

@@ -122,8 +122,8 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
-def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
-    """(nW, ws*ws, ws*ws) additive mask (0 or -100) for shifted windows of an h x w feature map."""
+def shifted_window_regions(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """(nW, ws*ws) region label of every token of every shifted window; tokens attend within one label."""
     region = torch.zeros(1, h, w, 1)
     bounds = ((0, -ws), (-ws, -shift), (-shift, None))
     label = 0
@@ -131,7 +131,13 @@ def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
         for wsl in bounds:
             region[:, slice(*hs), slice(*wsl), :] = label
             label += 1
-    ids = window_partition(region, ws).squeeze(-1)  # (nW, N)
+    return window_partition(region, ws).squeeze(-1)
+
+
+@functools.lru_cache(maxsize=32)
+def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """(nW, ws*ws, ws*ws) additive mask (0 or -100) for shifted windows of an h x w feature map."""
+    ids = shifted_window_regions(h, w, ws, shift)
     diff = ids.unsqueeze(1) - ids.unsqueeze(2)
     return torch.where(diff != 0, torch.tensor(-100.0), torch.tensor(0.0))
 
@@ -349,6 +355,7 @@ __all__ = [
     "window_reverse",
     "cyclic_shift",
     "relative_position_index",
+    "shifted_window_regions",
     "shifted_window_mask",
     "pad_to_multiple",
     "run_padded",

@@ -1,0 +1,77 @@
+"""Ahead-of-time half of the ``EdgesrInt4Backend`` delegate: turns one partitioned ``edgesr::qlinear`` or
+``edgesr::qbmm`` node into the blob that ``runtime/edgesr_int4_backend.cpp`` parses at load time.
+
+Blob layout (little-endian; floats are IEEE binary32):
+
+    0   char[4]  magic "EQ4D"
+    4   u32      version (1)
+    8   u32      op: 1 = linear, 2 = batch matmul, 3 = fused window attention
+    12  u32      bits
+    linear:  16 u32 N, 20 u32 K, 24 u32 has_bias, 28 f32 x_lower, x_upper, w_lower, w_upper,
+             44 u32 packed byte count P, 48 P bytes of weight codes (N x K row-major, bit-packed as in
+             ``edgesr.converter.pack``), then N f32 of bias when has_bias
+    bmm:     16 u32 b_transposed, 20 f32 a_lower, a_upper, b_lower, b_upper
+    attention: 16 u32 heads, 20 u32 has_mask, 24 f32 x 8: (lower, upper) of q, k, attention map, v
+             (runtime inputs q, k, v, bias[, mask]; see ``edgesr_qattention`` in native/include)
+
+Example, a 4-bit q projection of SwinIR-light (N = K = 60): 48 + 1800 + 240 = 2088 bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import torch
+from executorch.backends.xnnpack.utils.utils import get_param_tensor
+from executorch.exir.backend.backend_details import BackendDetails, PreprocessResult
+
+from edgesr.converter.pack import pack_codes
+from edgesr.converter.quant import quant_codes
+
+MAGIC, VERSION, OP_LINEAR, OP_BMM, OP_ATTENTION = b"EQ4D", 1, 1, 2, 3
+
+
+def linear_blob(weight: torch.Tensor, bias: torch.Tensor | None, x_bounds, w_bounds, bits: int) -> bytes:
+    n, k = weight.shape
+    codes = quant_codes(weight.detach().float(), torch.tensor(w_bounds[0]), torch.tensor(w_bounds[1]), bits)
+    packed = pack_codes(codes.numpy(), bits).tobytes()
+    head = struct.pack("<4sIIIIII4fI", MAGIC, VERSION, OP_LINEAR, bits, n, k, int(bias is not None),
+                       *x_bounds, *w_bounds, len(packed))
+    tail = bias.detach().float().numpy().astype("<f4").tobytes() if bias is not None else b""
+    return head + packed + tail
+
+
+def bmm_blob(a_bounds, b_bounds, bits: int, b_transposed: bool) -> bytes:
+    return struct.pack("<4sIIII4f", MAGIC, VERSION, OP_BMM, bits, int(b_transposed), *a_bounds, *b_bounds)
+
+
+def attention_blob(heads: int, has_mask: bool, bounds, bits: int) -> bytes:
+    return struct.pack("<4sIIIII8f", MAGIC, VERSION, OP_ATTENTION, bits, heads, int(has_mask), *bounds)
+
+
+def _op_name(node) -> str:
+    return str(getattr(node.target, "_name", node.target))
+
+
+class EdgesrInt4Backend(BackendDetails):
+    @staticmethod
+    def preprocess(edge_program, compile_specs) -> PreprocessResult:
+        nodes = [n for n in edge_program.graph.nodes if n.op == "call_function"]
+        if len(nodes) != 1:
+            raise ValueError(f"EdgesrInt4Backend takes one quantized op per partition, got {len(nodes)}")
+        node = nodes[0]
+        name = _op_name(node)
+        if name.startswith("edgesr::qlinear"):
+            _, w, b, xl, xu, wl, wu, bits = node.args
+            weight = get_param_tensor(edge_program, w)
+            bias = get_param_tensor(edge_program, b) if b is not None else None
+            blob = linear_blob(weight, bias, (xl, xu), (wl, wu), bits)
+        elif name.startswith("edgesr::qbmm"):
+            _, _, al, au, bl, bu, bits, b_transposed = node.args
+            blob = bmm_blob((al, au), (bl, bu), bits, b_transposed)
+        elif name.startswith("edgesr::qattention"):
+            _, _, _, _, mask, heads, bounds, bits = node.args
+            blob = attention_blob(heads, mask is not None, bounds, bits)
+        else:
+            raise ValueError(f"EdgesrInt4Backend cannot run {name}")
+        return PreprocessResult(processed_bytes=blob)

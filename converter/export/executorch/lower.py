@@ -1,0 +1,89 @@
+"""torch.export -> edge -> delegates -> ``.pte``, with the model descriptor embedded as a constant method."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from edgesr import __version__
+from edgesr.converter.export.graph import ExportableSwinIR
+from edgesr.models.swinir import SwinIR
+
+METADATA_METHOD = "edgesr_metadata"
+
+
+def descriptor(model: SwinIR, tile: tuple[int, int], fmt: str) -> dict:
+    """What a runtime needs to drive the file without knowing the model: scale, tile, window multiple."""
+    cfg = model.config
+    qc = getattr(model, "quant_config", None)
+    return {
+        "format": fmt,
+        "edgesr_version": __version__,
+        "arch": "swinir-light",
+        "scale": cfg.scale,
+        "tile": list(tile),
+        "window_size": cfg.window_size,
+        "size_multiple": cfg.window_size,
+        "in_channels": cfg.in_chans,
+        "config": cfg.to_dict(),
+        "quant_config": json.loads(qc.to_json()) if qc is not None else None,
+    }
+
+
+def export_pte(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,
+               fuse_attention: bool = False) -> dict:
+    """Lower ``model`` (FP or fake-quant) to a ``.pte`` for one static LR tile; writes atomically.
+
+    Returns a report: bytes, delegate partitions per backend, seconds spent. ``fuse_attention`` lowers each
+    quantized attention to one ``edgesr_qattention`` call instead of two quantized matmuls around XNNPACK's
+    softmax; on the x86 CPU it was measured on, the unfused graph is faster (see README), hence the default.
+    """
+    # torchao (imported by executorch) logs a warning per CUDA-only extension it cannot load on CPU builds.
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+    from executorch.exir import EdgeCompileConfig, to_edge_transform_and_lower
+
+    from edgesr.converter.export.executorch.partitioner import EdgesrInt4Partitioner
+
+    quantized = getattr(model, "quant_config", None) is not None
+    t0 = time.perf_counter()
+    wrapper = ExportableSwinIR(model.eval(), tile, fuse_attention=fuse_attention).eval()
+    example = (torch.rand(1, model.config.in_chans, *tile),)
+    with torch.no_grad():
+        ep = torch.export.export(wrapper, example, strict=False)
+    meta = descriptor(model, tile, "pte")
+    meta["source"] = source or {}
+    partitioners = [EdgesrInt4Partitioner(), XnnpackPartitioner()] if quantized else [XnnpackPartitioner()]
+    edge = to_edge_transform_and_lower(
+        ep,
+        partitioner=partitioners,
+        constant_methods={METADATA_METHOD: json.dumps(meta, sort_keys=True)},
+        compile_config=EdgeCompileConfig(_check_ir_validity=False),
+    )
+    delegates: dict[str, int] = {}
+    graph = edge.exported_program().graph_module
+    for node in graph.graph.nodes:
+        if node.op == "get_attr" and node.target.startswith("lowered_module"):
+            backend = getattr(graph, node.target).backend_id
+            delegates[backend] = delegates.get(backend, 0) + 1
+    outside = sorted({getattr(n.target, "__name__", str(n.target)) for n in graph.graph.nodes
+                      if n.op == "call_function" and "call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
+    program = edge.to_executorch()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            program.write_to_file(f)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return {"path": str(out), "bytes": out.stat().st_size, "delegates": delegates, "portable_ops": outside,
+            "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile), "quantized": quantized}

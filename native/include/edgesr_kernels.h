@@ -1,0 +1,91 @@
+/* edgesr native kernels: 2DQuant integer linear and batch matmul.
+ *
+ * One library shared by every deployment path (ExecuTorch delegate, LiteRT delegate, Android runner).
+ * Pure C99 ABI, no Python, no framework headers.
+ *
+ * Quantizer (per tensor, asymmetric, learned bounds l < u, b bits, L = 2^b - 1):
+ *     step = (u - l) / L;  code = nearbyint((clamp(v, l, u) - l) / step)   in [0, L]
+ *     dequantized value = code * step + l
+ * Computed in float32 with a true division (not a reciprocal multiply) and round-half-to-even, so codes equal
+ * those of the PyTorch fake-quant model bit for bit.
+ *
+ * Linear y[m, n] = sum_k xq[m, k] * wq[n, k] + bias[n] with xq, wq dequantized, evaluated as
+ *     s_x s_w * ACC[m, n] + s_x l_w * RX[m] + l_x s_w * CW[n] + K l_x l_w + bias[n]
+ * where ACC = sum_k cx[m, k] cw[n, k] (int32, exact), RX[m] = sum_k cx[m, k], CW[n] = sum_k cw[n, k].
+ */
+#ifndef EDGESR_KERNELS_H
+#define EDGESR_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Instruction-set paths. edgesr_isa_available() tells which this CPU and build have; dispatch picks the best
+ * unless edgesr_force_isa() pins one (tests use it to exercise every path). */
+typedef enum {
+  EDGESR_ISA_SCALAR = 0,
+  EDGESR_ISA_AVX2 = 1,
+  EDGESR_ISA_AVX512_VNNI = 2,
+  EDGESR_ISA_NEON = 3,
+  EDGESR_ISA_NEON_DOTPROD = 4,
+  EDGESR_ISA_NEON_I8MM = 5,
+  EDGESR_ISA_COUNT = 6
+} edgesr_isa;
+
+int edgesr_isa_available(int isa);
+int edgesr_force_isa(int isa); /* -1 restores automatic dispatch; returns 0 on success, -1 if unavailable */
+int edgesr_active_isa(void);
+const char *edgesr_isa_name(int isa);
+const char *edgesr_version(void);
+
+/* Codes of n floats (see the quantizer above), one code per byte. */
+void edgesr_quantize_codes(const float *x, size_t n, float lower, float upper, int bits, uint8_t *codes);
+
+/* Unpack a little-endian bit stream of `count` b-bit codes (4 bits: two per byte, first code in the low nibble)
+ * into one code per byte. Returns 0, or -1 for bits outside 1..8. */
+int edgesr_unpack_codes(const uint8_t *packed, size_t count, int bits, uint8_t *codes);
+
+/* A prepared quantized linear layer: weight codes are unpacked and laid out for the active ISA once. */
+typedef struct edgesr_qlinear edgesr_qlinear;
+
+/* weight_packed: N x K codes, row-major, bit-packed as above. bias may be NULL. Returns NULL on bad arguments
+ * or allocation failure. */
+edgesr_qlinear *edgesr_qlinear_create(int n, int k, int bits, const uint8_t *weight_packed, float w_lower,
+                                      float w_upper, float x_lower, float x_upper, const float *bias);
+void edgesr_qlinear_destroy(edgesr_qlinear *layer);
+
+/* y (M x N) = quantized linear of x (M x K), both row-major float32; threads >= 1. */
+void edgesr_qlinear_run(const edgesr_qlinear *layer, const float *x, int m, float *y, int threads);
+
+/* Integer accumulators only (for tests against an integer reference): acc (M x N) = sum_k cx[m,k] cw[n,k]. */
+void edgesr_qlinear_accumulate(const edgesr_qlinear *layer, const uint8_t *x_codes, int m, int32_t *acc, int threads);
+
+/* Batched matmul with both operands quantized per tensor:
+ *   out[b] (M x N) = A[b] (M x K) @ B[b]   where B[b] is K x N row-major (b_transposed = 0)
+ *                                           or N x K row-major, i.e. used as its transpose (b_transposed = 1).
+ * All float32, contiguous. Q·K^T uses b_transposed = 1 with K as stored; attn·V uses b_transposed = 0. */
+void edgesr_qbmm(const float *a, const float *b, int batch, int m, int k, int n, int b_transposed, float a_lower,
+                 float a_upper, float b_lower, float b_upper, int bits, float *out, int threads);
+
+/* Integer accumulators of the batched matmul from codes: a_codes (batch x M x K), b_codes (batch x N x K). */
+void edgesr_qbmm_accumulate(const uint8_t *a_codes, const uint8_t *b_codes, int batch, int m, int k, int n,
+                            int32_t *acc, int threads);
+
+/* Fused quantized window attention (2DQuant's Q·Kᵀ and attn·V with everything between them):
+ *   for each task t = g * heads + h (g: window, h: head), with Q the per-tensor quantizer of each operand,
+ *   out[t] = Q_a(softmax(Q_q(q[t]) · Q_k(k[t])ᵀ + bias[h] + mask[g % mask_windows])) · Q_v(v[t])
+ * q, k, v, out: (groups * heads, n, hd) float32 contiguous; bias: (heads, n, n); mask: (mask_windows, n, n) or
+ * NULL. bounds: q lower/upper, k lower/upper, attention-map lower/upper, v lower/upper. n <= 256, hd <= 64.
+ * Returns 0, or -1 for bad arguments (nothing is written). */
+int edgesr_qattention(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
+                      const float *bias, const float *mask, int mask_windows, const float bounds[8], int bits,
+                      float *out, int threads);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* EDGESR_KERNELS_H */

@@ -1,0 +1,133 @@
+"""ExecuTorch backend of the runtime: loads a ``.pte`` with the edgesr INT4 delegate library registered.
+
+The delegate library (``libedgesr_et_delegate.so``: the C++ ``EdgesrInt4Backend`` over the shared native
+kernels) is built on first use into the native cache; ``EDGESR_ET_DELEGATE`` points at a prebuilt one.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.errors import EdgesrError
+
+PTE_MAGIC = b"ET12"  # flatbuffer file identifier at offset 4
+METADATA_METHOD = "edgesr_metadata"
+_loaded: ctypes.CDLL | None = None
+# ExecuTorch's XNNPACK delegate keeps a pointer to the process-wide thread pool when a method is loaded;
+# resizing the pool invalidates it (a later run deadlocks). Every resize bumps this generation and models
+# reload their method before the next run.
+_pool = {"threads": None, "generation": 0}
+
+
+def set_threads(threads: int) -> None:
+    """Threads for every ExecuTorch model in this process (XNNPACK pool and edgesr INT4 kernels)."""
+    from executorch.extension.pybindings import portable_lib
+
+    threads = max(1, int(threads))
+    load_delegate().edgesr_et_set_num_threads(threads)
+    if _pool["threads"] != threads:
+        portable_lib._unsafe_reset_threadpool(threads)
+        _pool["threads"] = threads
+        _pool["generation"] += 1
+
+
+class PteError(EdgesrError):
+    pass
+
+
+def delegate_library() -> Path:
+    """Path of the delegate library: ``EDGESR_ET_DELEGATE``, else built (once) from the sources."""
+    env = os.environ.get("EDGESR_ET_DELEGATE")
+    if env:
+        path = Path(env)
+        if not path.is_file():
+            raise PteError(f"EDGESR_ET_DELEGATE={env}: no such file (the edgesr ExecuTorch delegate library)")
+        return path
+    from edgesr.converter.export.executorch.build import build_delegate
+
+    return build_delegate()
+
+
+def load_delegate() -> ctypes.CDLL:
+    """Register ``EdgesrInt4Backend`` with the ExecuTorch runtime in this process (idempotent)."""
+    global _loaded
+    if _loaded is None:
+        from executorch.extension.pybindings import portable_lib  # noqa: F401  (runtime symbols first)
+
+        path = delegate_library()
+        try:
+            _loaded = ctypes.CDLL(str(path), mode=ctypes.RTLD_GLOBAL)
+        except OSError as e:
+            raise PteError(f"cannot load the edgesr ExecuTorch delegate library {path}: {e}") from None
+    return _loaded
+
+
+def is_pte(path: str | Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(8)[4:8] == PTE_MAGIC
+    except OSError:
+        return False
+
+
+class PteModel:
+    """One ``.pte`` exported by edgesr: ``run`` takes and returns (1, C, H, W) float32 at the file's tile."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise PteError(f"{self.path}: no such file")
+        if not is_pte(self.path):
+            raise PteError(f"{self.path}: not an ExecuTorch program (.pte): missing the {PTE_MAGIC.decode()} identifier")
+        try:
+            from executorch.runtime import Runtime
+        except ImportError:
+            raise PteError("running .pte files needs the executorch package: pip install 'edgesr[pte]'") from None
+        load_delegate()
+        set_threads(threads)
+        self._runtime = Runtime.get()
+        try:
+            self._program = self._runtime.load_program(str(self.path))
+        except Exception as e:  # the runtime reports truncation/corruption as a generic RuntimeError
+            raise PteError(f"{self.path}: cannot load the program (truncated or corrupt .pte?): {e}") from None
+        if METADATA_METHOD not in self._program.method_names:
+            raise PteError(f"{self.path}: not exported by edgesr (no {METADATA_METHOD} method)")
+        self.metadata = json.loads(self._program.load_method(METADATA_METHOD).execute([])[0])
+        self._load_forward()
+        self.threads = _pool["threads"]
+
+    def _load_forward(self) -> None:
+        try:
+            self._method = self._program.load_method("forward")
+        except Exception as e:
+            raise PteError(f"{self.path}: cannot initialise the forward method: {e}") from None
+        self._generation = _pool["generation"]
+
+    @property
+    def scale(self) -> int:
+        return int(self.metadata["scale"])
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return tuple(self.metadata["tile"])
+
+    def set_threads(self, threads: int) -> None:
+        """Process-wide (see :func:`set_threads`); kept on the model for convenience."""
+        set_threads(threads)
+        self.threads = _pool["threads"]
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        import torch
+
+        expected = (1, int(self.metadata["in_channels"]), *self.tile)
+        if tuple(x.shape) != expected:
+            raise PteError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {expected}")
+        if self._generation != _pool["generation"]:
+            self._load_forward()
+        out = self._method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
+        return out[0].numpy()

@@ -1,0 +1,153 @@
+"""ExecuTorch numbers for one FP model and its quantized artifact, measured side by side in one run.
+
+    python scripts/bench_pte.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+
+Prints and writes (--out, default results/pte_x4.md + .json):
+* bytes of the FP32 and INT4 .pte files, and the export time of each (exported here unless --reuse);
+* latency at the static tile, 1 and 2 threads: FP32 XNNPACK .pte vs INT4 .pte, interleaved rounds, medians;
+* fidelity on Set5/Set14/B100 with the same tiling for every backend (tile 64, overlap 16, feathered):
+  INT4 .pte vs the fake-quant PyTorch model, FP32 .pte vs eager FP32 (Y-PSNR, border = scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgesr.converter.artifact import load_artifact
+from edgesr.converter.export.executorch import export_pte
+from edgesr.data.benchmark import count_images, iter_pairs
+from edgesr.metrics import psnr
+from edgesr.models.checkpoint import load_model
+from edgesr.models.zoo import resolve, sha256_of
+from edgesr.progress import progress_bar
+from edgesr.runtime.pte import PteModel, set_threads
+from edgesr.runtime.session import TorchModel, upscale
+
+SETS = ["Set5", "Set14", "B100"]
+
+
+def export(model, path: Path, tile, reuse: bool, source: dict) -> dict:
+    if reuse and path.is_file():
+        return {"bytes": path.stat().st_size, "seconds": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = export_pte(model, path, tile=tile, source=source)
+    return {"bytes": r["bytes"], "seconds": r["seconds"], "delegates": r["delegates"]}
+
+
+def latency(models: dict, tile, threads: int, rounds: int) -> dict:
+    torch.set_num_threads(threads)
+    set_threads(threads)
+    x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
+    for m in models.values():  # warm-up (and method reload after the pool resize)
+        m.run(x)
+    times = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            t = time.perf_counter()
+            m.run(x)
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def fidelity(backends: dict, sets, scale: int, overlap: int, limit: int | None, data_root) -> dict:
+    res = {s: {k: [] for k in backends} for s in sets}
+    total = sum(min(count_images(s, data_root), limit or 10**9) for s in sets)
+    with progress_bar("fidelity", total=total) as bar:
+        for s in sets:
+            for i, pair in enumerate(iter_pairs(s, scale, data_root)):
+                if limit is not None and i >= limit:
+                    break
+                for k, m in backends.items():
+                    res[s][k].append(psnr(upscale(m, pair.lr, overlap), pair.hr, border=scale, gray=pair.gray))
+                bar.update(1, info=f"{s}/{pair.name}")
+    return {s: {k: float(np.mean(v)) for k, v in r.items()} for s, r in res.items()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
+    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
+    p.add_argument("--limit", type=int, help="images per set (default: all)")
+    p.add_argument("--work", type=Path, default=Path("results/pte"), help="where the .pte files go")
+    p.add_argument("--reuse", action="store_true", help="reuse .pte files already in --work")
+    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/pte_x<scale>)")
+    p.add_argument("--data-root")
+    args = p.parse_args()
+
+    fp_path, _ = resolve(args.model)
+    fp = load_model(fp_path).eval()
+    q = load_artifact(args.quant).eval()
+    tile = (args.tile, args.tile)
+    args.work.mkdir(parents=True, exist_ok=True)
+    report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
+              "bits": q.quant_config.bits, "files": {}}
+    pte_fp, pte_q = args.work / f"x{fp.scale}_fp32.pte", args.work / f"x{fp.scale}_w{q.quant_config.bits}.pte"
+    report["files"]["fp32"] = export(fp, pte_fp, tile, args.reuse, {"path": str(fp_path)})
+    report["files"]["int"] = export(q, pte_q, tile, args.reuse, {"path": args.quant})
+    print(json.dumps(report["files"]), flush=True)
+
+    models = {"fp32_pte": PteModel(pte_fp), "int_pte": PteModel(pte_q)}
+    report["latency_ms"] = {}
+    for threads in (1, 2):
+        lat = latency(models, tile, threads, args.rounds)
+        lat["ratio_fp32_over_int"] = lat["fp32_pte"] / lat["int_pte"]
+        report["latency_ms"][threads] = lat
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+
+    if args.sets:
+        set_threads(2)
+        torch.set_num_threads(2)
+        backends = {"fake_quant": TorchModel(q, tile), "int_pte": models["int_pte"],
+                    "fp32_eager": TorchModel(fp, tile), "fp32_pte": models["fp32_pte"]}
+        fid = fidelity(backends, args.sets, fp.scale, args.overlap, args.limit, args.data_root)
+        for s, r in fid.items():
+            r["delta_int"] = r["int_pte"] - r["fake_quant"]
+            r["delta_fp32"] = r["fp32_pte"] - r["fp32_eager"]
+        report["fidelity"] = fid
+        report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
+                                       "limit": args.limit}
+
+    out = args.out or Path(f"results/pte_x{fp.scale}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2))
+    Path(f"{out}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    f = r["files"]
+    lines = [f"# ExecuTorch x4, tile {r['tile'][0]}x{r['tile'][1]}, W{r['bits']}A{r['bits']}", "",
+             f"FP weights sha256 {r['fp_sha256'][:16]}..., artifact `{r['quant']}`.", "",
+             "| file | bytes | export s | delegates |", "|---|---:|---:|---|"]
+    for k, v in f.items():
+        lines.append(f"| {k} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} | {v.get('delegates', '-')} |")
+    lines += ["", "| threads | FP32 XNNPACK .pte ms | INT .pte ms | FP32 / INT |", "|---:|---:|---:|---:|"]
+    for t, lat in r["latency_ms"].items():
+        lines.append(f"| {t} | {lat['fp32_pte']:.1f} | {lat['int_pte']:.1f} | {lat['ratio_fp32_over_int']:.2f}x |")
+    if "fidelity" in r:
+        lines += ["", "Y-PSNR (dB), every backend tiled identically "
+                  f"(overlap {r['fidelity_protocol']['overlap']}, feathered):", "",
+                  "| set | fake-quant | INT .pte | Δ | FP32 eager | FP32 .pte | Δ |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for s, v in r["fidelity"].items():
+            lines.append(f"| {s} | {v['fake_quant']:.4f} | {v['int_pte']:.4f} | {v['delta_int']:+.4f} | "
+                         f"{v['fp32_eager']:.4f} | {v['fp32_pte']:.4f} | {v['delta_fp32']:+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,144 @@
+"""ExecuTorch export: FP32 .pte == eager, INT4 .pte == fake-quant, metadata, clear errors."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import TINY
+
+executorch = pytest.importorskip("executorch", reason="executorch is not installed (pip install -e '.[test]')")
+
+from edgesr.converter import QuantConfig, quantize  # noqa: E402
+from edgesr.converter.export.executorch import export_pte  # noqa: E402
+from edgesr.converter.export.graph import ExportableSwinIR  # noqa: E402
+from edgesr.converter.quant import quantizers  # noqa: E402
+from edgesr.models.swinir import SwinIR, SwinIRConfig  # noqa: E402
+from edgesr.runtime.pte import PteError, PteModel  # noqa: E402
+
+TILE = (8, 12)  # not square, to catch H/W mix-ups
+
+
+def _fp_model() -> SwinIR:
+    torch.manual_seed(0)
+    m = SwinIR(SwinIRConfig(scale=2, **TINY)).eval()
+    with torch.no_grad():  # weights large enough that every block matters
+        for p in m.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.2)
+    return m
+
+
+def _quant_model(bits: int = 4) -> SwinIR:
+    from edgesr.converter.calibrate import calibrate
+
+    config = QuantConfig(bits=bits, init="minmax")
+    q = quantize(_fp_model(), config)
+    calibrate(q, torch.rand(2, 3, *TILE), config)
+    return q
+
+
+@pytest.fixture(scope="module")
+def fp_pte(tmp_path_factory):
+    m = _fp_model()
+    path = tmp_path_factory.mktemp("pte") / "fp.pte"
+    report = export_pte(m, path, tile=TILE, source={"path": "test"})
+    return m, path, report
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["fused", "unfused"])
+def int4_pte(request, tmp_path_factory):
+    q = _quant_model()
+    path = tmp_path_factory.mktemp("pte") / "int4.pte"
+    report = export_pte(q, path, tile=TILE, fuse_attention=request.param)
+    report["fused"] = request.param
+    return q, path, report
+
+
+def test_exportable_graph_matches_model():
+    m = _fp_model()
+    x = torch.rand(1, 3, *TILE)
+    with torch.no_grad():
+        assert (ExportableSwinIR(m, TILE)(x) - m(x)).abs().max() < 1e-5
+
+
+def test_fp32_pte_matches_eager_and_is_one_delegate(fp_pte):
+    m, path, report = fp_pte
+    assert report["delegates"] == {"XnnpackBackend": 1}
+    pte = PteModel(path)
+    x = torch.rand(1, 3, *TILE)
+    with torch.no_grad():
+        ref = m(x).numpy()
+    assert np.abs(pte.run(x.numpy()) - ref).max() < 1e-5
+    assert pte.scale == 2 and pte.tile == TILE
+    assert pte.metadata["window_size"] == 4 and pte.metadata["quant_config"] is None
+    assert pte.metadata["source"] == {"path": "test"}
+
+
+def test_int4_pte_matches_fake_quant(int4_pte):
+    q, path, report = int4_pte
+    n_linear = sum(1 for n in quantizers(q) if n.endswith(".weight"))
+    n_matmul = sum(1 for n in quantizers(q) if n.endswith(".a"))
+    # One partition per linear, plus one per attention (fused) or one per matmul.
+    assert report["delegates"]["EdgesrInt4Backend"] == n_linear + (n_matmul // 2 if report["fused"] else n_matmul)
+    pte = PteModel(path)
+    assert pte.metadata["quant_config"]["bits"] == 4
+    x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        ref = q(x).numpy()
+    for threads in (1, 2):
+        pte.set_threads(threads)
+        out = pte.run(x.numpy())
+        # Integer kernels equal fake-quant up to float rounding (measured: mean 2e-6, max 1.1e-5); a code
+        # flipped by that rounding would move a few outputs by one quantization step, hence the looser max.
+        assert np.abs(out - ref).mean() < 1e-5
+        assert np.abs(out - ref).max() < 1e-3
+
+
+def test_wrong_input_shape_is_a_clear_error(fp_pte):
+    _, path, _ = fp_pte
+    with pytest.raises(PteError, match="does not match the exported tile"):
+        PteModel(path).run(np.zeros((1, 3, 16, 16), np.float32))
+
+
+def test_truncated_and_foreign_files(tmp_path, int4_pte):
+    _, path, _ = int4_pte
+    trunc = tmp_path / "trunc.pte"
+    trunc.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(PteError, match="truncated or corrupt"):
+        PteModel(trunc)
+    foreign = tmp_path / "photo.pte"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(PteError, match="not an ExecuTorch program"):
+        PteModel(foreign)
+    with pytest.raises(PteError, match="no such file"):
+        PteModel(tmp_path / "missing.pte")
+
+
+def test_missing_delegate_library_is_a_clear_error(int4_pte, tmp_path):
+    _, path, _ = int4_pte
+    code = (
+        "import sys\nfrom edgesr.runtime.pte import PteModel, PteError\n"
+        f"try:\n    PteModel({str(path)!r})\nexcept PteError as e:\n    print('ERR', e); sys.exit(3)\n"
+    )
+    env = {"EDGESR_ET_DELEGATE": str(tmp_path / "nope.so"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert "EDGESR_ET_DELEGATE" in proc.stdout and "no such file" in proc.stdout
+
+
+def test_export_cli(tmp_path):
+    from edgesr.cli import main
+    from edgesr.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(_fp_model(), ckpt)
+    out = tmp_path / "tiny.pte"
+    assert main(["export", "--model", str(ckpt), "--tile", "8x12", "--out", str(out)]) == 0
+    assert PteModel(out).tile == TILE
+    assert main(["export", "--model", str(ckpt), "--tile", "8x12", "--out", str(out)]) == 2  # exists, no --force
+    assert main(["export", "--model", str(ckpt), "--tile", "10", "--out", str(tmp_path / "b.pte")]) == 2
+    assert not (tmp_path / "b.pte").exists()
