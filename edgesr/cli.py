@@ -168,6 +168,23 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from edgesr.runtime.session import open_model
+    from edgesr.runtime.upscale import collect_inputs, output_paths, upscale_files
+
+    files = collect_inputs(args.inputs)
+    targets = output_paths(files, Path(args.out), args.force)
+    model = open_model(args.model, threads=args.threads or 1, tile=args.tile)
+    if args.overlap < 0:
+        raise EdgesrError("--overlap must be >= 0")
+    rows = upscale_files(model, files, targets, args.overlap, args.max_pixels, quiet=args.quiet)
+    for r in rows:
+        print(f"{r['input']} ({r['size'][0]}x{r['size'][1]}) -> {r['output']} ({r['out_size'][0]}x{r['out_size'][1]})")
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from edgesr.train import TrainConfig, train
 
@@ -259,6 +276,16 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="output file")
     x.add_argument("--force", action="store_true", help="overwrite --out")
     x.set_defaults(func=cmd_export)
+
+    u = sub.add_parser("upscale", parents=[common], help="upscale image files or folders, tile by tile")
+    u.add_argument("inputs", nargs="+", help="images (PNG/JPEG/WebP/...) or folders of images")
+    u.add_argument("-o", "--out", required=True, help="output folder, or a .png path for a single input")
+    u.add_argument("--model", default="swinir_light_x4", help=".pte, quantized artifact, checkpoint or zoo name")
+    u.add_argument("--tile", type=_tile, default=(64, 64), help="LR tile for PyTorch models (a .pte has its own)")
+    u.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels (default 16)")
+    u.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger inputs (default 50 MP)")
+    u.add_argument("--force", action="store_true", help="overwrite existing outputs")
+    u.set_defaults(func=cmd_upscale)
 
     d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
     d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")
