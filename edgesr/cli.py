@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+
+import numpy as np
 import sys
 import warnings
 
@@ -185,6 +187,32 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_parity(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from edgesr.progress import stdout_console
+    from edgesr.runtime.parity import parity
+
+    res = parity(args.a, args.b, tile=args.tile, heatmap_dir=args.heatmap)
+    table = Table(title=f"parity {args.a} vs {args.b}")
+    for col in ("image", "PSNR dB", "max |diff|", "mean |diff|", "> 1 level", f"worst {args.tile}px tile"):
+        table.add_column(col, justify="right" if col != "image" else "left")
+    for r in res["images"]:
+        grid = np.asarray(r["tile_max_abs"])
+        ty, tx = np.unravel_index(int(grid.argmax()), grid.shape)
+        table.add_row(r["name"], f"{r['psnr']:.2f}", str(r["max_abs"]), f"{r['mean_abs']:.4f}",
+                      f"{100 * r['share_over_1']:.3f}%", f"row {ty}, col {tx}: {grid.max()}")
+    stdout_console().print(table)
+    if args.json:
+        from edgesr.evaluate import write_json
+
+        write_json(res, args.json)
+    if args.max_abs is not None and res["max_abs"] > args.max_abs:
+        print(f"edgesr: parity: max |diff| {res['max_abs']} > {args.max_abs} ({res['worst']})", file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from edgesr.train import TrainConfig, train
 
@@ -286,6 +314,15 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger inputs (default 50 MP)")
     u.add_argument("--force", action="store_true", help="overwrite existing outputs")
     u.set_defaults(func=cmd_upscale)
+
+    pa = sub.add_parser("parity", help="compare two outputs or two folders of outputs (desktop vs device)")
+    pa.add_argument("a")
+    pa.add_argument("b")
+    pa.add_argument("--tile", type=int, default=256, help="tile size (output pixels) of the error grid")
+    pa.add_argument("--heatmap", help="folder for per-image error heatmaps (PNG)")
+    pa.add_argument("--json", help="write the full report here")
+    pa.add_argument("--max-abs", type=int, help="exit 1 when any pixel differs by more than this (for CI)")
+    pa.set_defaults(func=cmd_parity)
 
     d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
     d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")

@@ -63,3 +63,18 @@ def test_reflect_pad_tiny_inputs():
 def test_plan_tiles_counts():
     p = plan_tiles(750, 1000, (64, 64), 16, 4)
     assert p.count == len(p.rows.starts) * len(p.cols.starts) == 16 * 21
+
+
+def test_golden_plans():
+    """The plans other runtimes must reproduce (runtime/TILING.md); a change here is a spec change."""
+    import json
+    from pathlib import Path
+
+    files = sorted((Path(__file__).parent / "fixtures" / "tile_plans").glob("*.json"))
+    assert len(files) >= 5
+    for f in files:
+        g = json.loads(f.read_text())
+        p = plan_axis(g["length"], g["tile"], g["overlap"])
+        assert list(p.starts) == g["starts"] and p.pad == g["pad"], f.name
+        assert np.allclose(p.weights(g["scale"], True), g["weights_feathered"], atol=1e-8), f.name
+        assert np.allclose(p.weights(g["scale"], False), g["weights_split"], atol=1e-8), f.name
