@@ -24,13 +24,18 @@ _loaded: ctypes.CDLL | None = None
 _pool = {"threads": None, "generation": 0}
 
 
-def set_threads(threads: int) -> None:
-    """Threads for every ExecuTorch model in this process (XNNPACK pool and edgesr INT4 kernels)."""
+def set_threads(threads: int, force: bool = False) -> None:
+    """Threads for every ExecuTorch model in this process (XNNPACK pool and edgesr INT4 kernels).
+
+    In the pip wheels ExecuTorch's XNNPACK resolves pthreadpool symbols from libtorch, so
+    ``torch.set_num_threads`` can also disturb the pool that loaded methods point at (seen as a deadlock or
+    SIGFPE). Set torch's threads first, then call this with ``force=True`` to rebuild the pool and reload.
+    """
     from executorch.extension.pybindings import portable_lib
 
     threads = max(1, int(threads))
     load_delegate().edgesr_et_set_num_threads(threads)
-    if _pool["threads"] != threads:
+    if force or _pool["threads"] != threads:
         portable_lib._unsafe_reset_threadpool(threads)
         _pool["threads"] = threads
         _pool["generation"] += 1

@@ -46,7 +46,7 @@ def export(model, path: Path, tile, reuse: bool, source: dict) -> dict:
 
 def latency(models: dict, tile, threads: int, rounds: int) -> dict:
     torch.set_num_threads(threads)
-    set_threads(threads)
+    set_threads(threads, force=True)  # after torch's: see edgesr.runtime.pte.set_threads
     x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
     for m in models.values():  # warm-up (and method reload after the pool resize)
         m.run(x)
@@ -109,8 +109,8 @@ def main() -> int:
         print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
 
     if args.sets:
-        set_threads(2)
         torch.set_num_threads(2)
+        set_threads(2, force=True)
         backends = {"fake_quant": TorchModel(q, tile), "int_pte": models["int_pte"],
                     "fp32_eager": TorchModel(fp, tile), "fp32_pte": models["fp32_pte"]}
         fid = fidelity(backends, args.sets, fp.scale, args.overlap, args.limit, args.data_root)
