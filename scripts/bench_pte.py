@@ -44,6 +44,26 @@ def export(model, path: Path, tile, reuse: bool, source: dict) -> dict:
     return {"bytes": r["bytes"], "seconds": r["seconds"], "delegates": r["delegates"]}
 
 
+def breakdown(path: Path) -> dict:
+    """Where the bytes of a .pte go: delegate blobs per backend, shared named data (XNNPACK weights),
+    constants outside delegates, and the program itself (graph, values, instructions)."""
+    from executorch.exir._serialize._program import deserialize_pte_binary
+
+    data = path.read_bytes()
+    pte = deserialize_pte_binary(data)
+    prog = pte.program
+    plan = prog.execution_plan[0]
+    blobs: dict[str, int] = {}
+    for d in plan.delegates:
+        size = len(prog.backend_delegate_data[d.processed.index].data)
+        blobs[d.id] = blobs.get(d.id, 0) + size
+    named = sum(len(b) for b in pte.named_data.buffers) if pte.named_data else 0
+    consts = sum(len(b.storage) for b in prog.constant_buffer)
+    out = {f"blob_{k}": v for k, v in blobs.items()}
+    out.update(named_data=named, constants=consts, program=len(data) - named - consts - sum(blobs.values()))
+    return out
+
+
 def latency(models: dict, tile, threads: int, rounds: int) -> dict:
     torch.set_num_threads(threads)
     set_threads(threads, force=True)  # after torch's: see edgesr.runtime.pte.set_threads
@@ -98,6 +118,8 @@ def main() -> int:
     pte_fp, pte_q = args.work / f"x{fp.scale}_fp32.pte", args.work / f"x{fp.scale}_w{q.quant_config.bits}.pte"
     report["files"]["fp32"] = export(fp, pte_fp, tile, args.reuse, {"path": str(fp_path)})
     report["files"]["int"] = export(q, pte_q, tile, args.reuse, {"path": args.quant})
+    for key, path in (("fp32", pte_fp), ("int", pte_q)):
+        report["files"][key]["breakdown"] = breakdown(path)
     print(json.dumps(report["files"]), flush=True)
 
     models = {"fp32_pte": PteModel(pte_fp), "int_pte": PteModel(pte_q)}
@@ -136,6 +158,10 @@ def markdown(r: dict) -> str:
              "| file | bytes | export s | delegates |", "|---|---:|---:|---|"]
     for k, v in f.items():
         lines.append(f"| {k} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} | {v.get('delegates', '-')} |")
+    lines += ["", "Bytes by part (blob_*: delegate payloads; named_data: XNNPACK weights; constants: tensors outside "
+              "delegates; program: graph, values, instructions):", ""]
+    for k, v in f.items():
+        lines.append(f"- {k}: " + ", ".join(f"{n} {b:,}" for n, b in v.get("breakdown", {}).items()))
     lines += ["", "| threads | FP32 XNNPACK .pte ms | INT .pte ms | FP32 / INT |", "|---:|---:|---:|---:|"]
     for t, lat in r["latency_ms"].items():
         lines.append(f"| {t} | {lat['fp32_pte']:.1f} | {lat['int_pte']:.1f} | {lat['ratio_fp32_over_int']:.2f}x |")
