@@ -23,7 +23,8 @@ class TorchModel:
         import torch
 
         self.model, self.tile, self.name = model.eval(), tuple(tile), name
-        self.metadata = {"scale": model.scale, "tile": list(self.tile), "window_size": model.window_size}
+        self.metadata = {"scale": model.scale, "tile": list(self.tile), "window_size": model.window_size,
+                         "size_multiple": model.window_size}
         if threads:
             torch.set_num_threads(threads)
 
@@ -62,5 +63,6 @@ def upscale(model, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, feather: b
         y = model.run(t.transpose(2, 0, 1)[None])
         return y[0].transpose(1, 2, 0)
 
-    out = run_tiled(x, run_tile, tuple(model.tile), overlap, model.scale, feather)
+    out = run_tiled(x, run_tile, tuple(model.tile), overlap, model.scale, feather,
+                    multiple=int(model.metadata.get("size_multiple") or model.metadata.get("window_size") or 1))
     return np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # as edgesr.data.io.to_uint8

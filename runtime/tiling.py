@@ -3,7 +3,9 @@ implement the same rules and produce the same pixels.
 
 Rules, per axis (rows and columns are planned independently; a tile is one row start x one column start):
 
-1. An axis shorter than the tile gets one tile at 0; the input is reflect-padded up to the tile length.
+0. The image is mirror-padded (edge repeated) at the bottom/right to a multiple of the model's window size,
+   as whole-image inference does; the output is cropped back at the end.
+1. An axis shorter than the tile gets one tile at 0; the input is mirror-padded up to the tile length.
 2. Otherwise starts are 0, stride, 2*stride, ... with stride = tile - overlap, and the last start is moved
    back to length - tile so that no tile needs padding; duplicate starts are dropped.
 3. Blend weights live in output (scaled) coordinates. Where two neighbouring tiles overlap over L output
@@ -77,29 +79,31 @@ def plan_tiles(height: int, width: int, tile: tuple[int, int], overlap: int, sca
     return TilePlan(plan_axis(height, tile[0], overlap), plan_axis(width, tile[1], overlap), scale)
 
 
-def reflect_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
-    """Pad (H, W, C) at the bottom/right by mirroring (edge pixel not repeated), repeatedly for tiny inputs."""
+def mirror_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
+    """Pad (H, W, C) at the bottom/right with its mirror image, edge pixel repeated (numpy ``symmetric``, what
+    whole-image inference does), again and again for inputs shorter than the padding."""
     while pad_h > 0 or pad_w > 0:
         h, w = image.shape[:2]
-        ph, pw = min(pad_h, max(h - 1, 0)), min(pad_w, max(w - 1, 0))
-        if h == 1 and pad_h:  # a one-pixel axis can only repeat itself
-            image, pad_h = np.concatenate([image] * (pad_h + 1), axis=0), 0
-            continue
-        if w == 1 and pad_w:
-            image, pad_w = np.concatenate([image] * (pad_w + 1), axis=1), 0
-            continue
-        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect")
+        ph, pw = min(pad_h, h), min(pad_w, w)
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="symmetric")
         pad_h, pad_w = pad_h - ph, pad_w - pw
     return image
 
 
 def run_tiled(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, scale: int,
-              feather: bool = True, on_tile=None) -> np.ndarray:
-    """Upscale (H, W, C) float32 with ``run_tile((th, tw, C)) -> (th*s, tw*s, C)``; returns float32."""
+              feather: bool = True, on_tile=None, multiple: int = 1) -> np.ndarray:
+    """Upscale (H, W, C) float32 with ``run_tile((th, tw, C)) -> (th*s, tw*s, C)``; returns float32.
+
+    ``multiple`` (the model's window size): the image is first mirror-padded to a multiple of it, as
+    whole-image inference pads, so that with tile and overlap multiples of it every tile starts on the
+    whole image's window grid; the output is cropped back.
+    """
+    h0, w0 = image.shape[:2]
+    image = mirror_pad(image, -h0 % multiple, -w0 % multiple)
     h, w, c = image.shape
     plan = plan_tiles(h, w, tile, overlap, scale)
     wr, wc = plan.rows.weights(scale, feather), plan.cols.weights(scale, feather)
-    padded = reflect_pad(image, plan.rows.pad, plan.cols.pad)
+    padded = mirror_pad(image, plan.rows.pad, plan.cols.pad)
     out = np.zeros((h * scale, w * scale, c), dtype=np.float32)
     th, tw = tile
     for i, r in enumerate(plan.rows.starts):
@@ -111,4 +115,4 @@ def run_tiled(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, 
             out[oy : oy + hh, ox : ox + ww] += y[:hh, :ww] * weight
             if on_tile is not None:
                 on_tile()
-    return out
+    return out[: h0 * scale, : w0 * scale]

@@ -65,6 +65,7 @@ def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, m
                   quiet: bool = False) -> list[dict]:
     """Upscale each file with ``model`` (``run``, ``scale``, ``tile``); one progress bar over all tiles."""
     tile = tuple(model.tile)
+    multiple = int(model.metadata.get("size_multiple") or model.metadata.get("window_size") or 1)
     sizes = []
     for f in files:
         try:
@@ -77,7 +78,8 @@ def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, m
         if w * h > max_pixels:
             raise ImageError(f"{f}: {w}x{h} is over the pixel limit {max_pixels:,} (raise it with --max-pixels)")
         sizes.append((h, w))
-    total = sum(plan_tiles(h, w, tile, min(overlap, min(tile) - 1), model.scale).count for h, w in sizes)
+    total = sum(plan_tiles(h + -h % multiple, w + -w % multiple, tile, min(overlap, min(tile) - 1), model.scale).count
+                for h, w in sizes)
     rows = []
     with progress_bar("upscale", total=total, disable=quiet) as bar:
         for f, t in zip(files, targets):
@@ -88,7 +90,7 @@ def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, m
                 return model.run(tile_img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
 
             out = run_tiled(x, run_tile, tile, min(overlap, min(tile) - 1), model.scale,
-                            on_tile=lambda: bar.update(1, info=f.name))
+                            on_tile=lambda: bar.update(1, info=f.name), multiple=multiple)
             sr = np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             save_png(sr, t)
             rows.append({"input": str(f), "output": str(t), "size": [img.shape[1], img.shape[0]],
