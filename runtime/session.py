@@ -39,20 +39,68 @@ class TorchModel:
             return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
-def open_model(spec: str | Path, threads: int = 1, tile: tuple[int, int] = DEFAULT_TILE):
-    """A ``.pte`` file, a quantized artifact, a checkpoint or a zoo name -> a runnable tile model."""
-    from edgesr.runtime.pte import PteModel, is_pte
-
-    path = Path(spec)
-    if path.suffix == ".pte" or (path.is_file() and is_pte(path)):
-        return PteModel(path, threads=threads)
+def _open_torch(spec: str | Path, threads: int = 1, tile: tuple[int, int] | None = None) -> TorchModel:
     from edgesr.converter.artifact import is_artifact, load_artifact
     from edgesr.models.checkpoint import load_model
     from edgesr.models.zoo import resolve
 
     path, _ = resolve(str(spec))
     model = load_artifact(path) if is_artifact(path) else load_model(path)
-    return TorchModel(model, tile, threads, name=path.stem)
+    return TorchModel(model, tile or DEFAULT_TILE, threads, name=path.stem)
+
+
+def _register() -> None:
+    from edgesr.runtime.backends import register
+
+    # Checkpoints, artifacts and zoo names: the catch-all, tried last (resolve() reports what it is not).
+    register("pytorch", lambda p: True, _open_torch)
+
+
+_register()
+
+
+def open_model(spec: str | Path, threads: int = 1, tile: tuple[int, int] = DEFAULT_TILE, backend: str = "auto"):
+    """A ``.pte`` file, a quantized artifact, a checkpoint or a zoo name -> a runnable tile model."""
+    from edgesr.runtime.backends import open_with
+
+    return open_with(spec, backend, threads=threads, tile=tile)
+
+
+class Session:
+    """``Session(path, threads=..., backend="auto").upscale(image)``: the model's own scale and tile, the
+    tiling rules of :mod:`edgesr.runtime.tiling`. Images: (H, W, 3) uint8 or float in [0, 1] NumPy arrays, or
+    PIL images (converted like files: gray -> RGB, alpha dropped, 16-bit -> 8-bit); returns the same kind."""
+
+    def __init__(self, path: str | Path, threads: int = 1, backend: str = "auto",
+                 tile: tuple[int, int] = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP):
+        self.model = open_model(path, threads=threads, tile=tile, backend=backend)
+        self.overlap = overlap
+
+    @property
+    def scale(self) -> int:
+        return self.model.scale
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return tuple(self.model.tile)
+
+    def upscale(self, image):
+        from PIL import Image
+
+        from edgesr.data.io import to_rgb_array
+        from edgesr.errors import ImageError
+
+        if isinstance(image, Image.Image):
+            return Image.fromarray(upscale(self.model, to_rgb_array(image), self.overlap))
+        arr = np.asarray(image)
+        if arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
+            raise ImageError(f"expected an (H, W, 3) RGB array, got shape {arr.shape}")
+        if arr.dtype == np.uint8:
+            return upscale(self.model, arr, self.overlap)
+        if np.issubdtype(arr.dtype, np.floating):
+            u8 = np.floor(np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            return upscale(self.model, u8, self.overlap).astype(arr.dtype) / 255.0
+        raise ImageError(f"unsupported array type {arr.dtype} (uint8, or float in [0, 1])")
 
 
 def upscale(model, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, feather: bool = True) -> np.ndarray:

@@ -62,3 +62,25 @@ def test_upscale_errors(tmp_path, tiny_ckpt, capsys):
     assert main(["upscale", str(good), "-o", str(blocker / "sub"), "--model", str(ckpt), "--quiet"]) == 2
     assert "output folder" in capsys.readouterr().err
     assert not list(tmp_path.glob("o/*.png"))  # no output from failed runs
+
+
+def test_session_api(tiny_ckpt):
+    from PIL import Image as PILImage
+
+    from edgesr.errors import EdgesrError
+    from edgesr.runtime.backends import backends
+    from edgesr.runtime.session import Session
+
+    assert {"executorch", "pytorch"} <= set(backends())
+    _, ckpt = tiny_ckpt
+    s = Session(ckpt, tile=(8, 8), overlap=4)
+    img = np.random.default_rng(1).integers(0, 256, (11, 13, 3), dtype=np.uint8)
+    out = s.upscale(img)
+    assert out.shape == (22, 26, 3) and out.dtype == np.uint8
+    assert np.array_equal(s.upscale(PILImage.fromarray(img)), out)
+    f = s.upscale(img.astype(np.float32) / 255.0)
+    assert f.dtype == np.float32 and np.allclose(f * 255.0, out, atol=1e-3)
+    with pytest.raises(EdgesrError, match="RGB array"):
+        s.upscale(np.zeros((0, 4, 3), np.uint8))
+    with pytest.raises(EdgesrError, match="unknown backend"):
+        Session(ckpt, backend="tflite")
