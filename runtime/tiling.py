@@ -90,9 +90,10 @@ def mirror_pad(image: np.ndarray, pad_h: int, pad_w: int) -> np.ndarray:
     return image
 
 
-def run_tiled(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, scale: int,
-              feather: bool = True, on_tile=None, multiple: int = 1) -> np.ndarray:
-    """Upscale (H, W, C) float32 with ``run_tile((th, tw, C)) -> (th*s, tw*s, C)``; returns float32.
+def iter_tiled_bands(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, scale: int,
+                     feather: bool = True, on_tile=None, multiple: int = 1):
+    """Upscale (H, W, C) float32 with ``run_tile((th, tw, C)) -> (th*s, tw*s, C)``, yielding finished output
+    row bands (float32, full output width) from top to bottom; memory stays bounded by one band of tiles.
 
     ``multiple`` (the model's window size): the image is first mirror-padded to a multiple of it, as
     whole-image inference pads, so that with tile and overlap multiples of it every tile starts on the
@@ -103,16 +104,35 @@ def run_tiled(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, 
     h, w, c = image.shape
     plan = plan_tiles(h, w, tile, overlap, scale)
     wr, wc = plan.rows.weights(scale, feather), plan.cols.weights(scale, feather)
-    padded = mirror_pad(image, plan.rows.pad, plan.cols.pad)
-    out = np.zeros((h * scale, w * scale, c), dtype=np.float32)
+    image = mirror_pad(image, plan.rows.pad, plan.cols.pad)
     th, tw = tile
-    for i, r in enumerate(plan.rows.starts):
+    out_h, out_w = h0 * scale, w0 * scale
+    starts = plan.rows.starts
+    band_top, band = 0, np.zeros((0, w * scale, c), np.float32)  # rows [band_top, band_top + len(band))
+    for i, r in enumerate(starts):
+        oy = r * scale
+        hh = min(th * scale, h * scale - oy)
+        need = oy + hh - band_top
+        if need > band.shape[0]:
+            band = np.concatenate([band, np.zeros((need - band.shape[0], *band.shape[1:]), np.float32)])
         for j, q in enumerate(plan.cols.starts):
-            y = run_tile(padded[r : r + th, q : q + tw])
-            oy, ox = r * scale, q * scale
-            hh, ww = min(th * scale, h * scale - oy), min(tw * scale, w * scale - ox)
+            y = run_tile(image[r : r + th, q : q + tw])
+            ox = q * scale
+            ww = min(tw * scale, w * scale - ox)
             weight = np.outer(wr[i, oy : oy + hh], wc[j, ox : ox + ww]).astype(np.float32)[..., None]
-            out[oy : oy + hh, ox : ox + ww] += y[:hh, :ww] * weight
+            band[oy - band_top : oy - band_top + hh, ox : ox + ww] += y[:hh, :ww] * weight
             if on_tile is not None:
                 on_tile()
-    return out[: h0 * scale, : w0 * scale]
+        done = starts[i + 1] * scale if i + 1 < len(starts) else band_top + band.shape[0]
+        if done > band_top:  # rows above the next tile row are final
+            lo, hi = band_top, min(done, out_h)
+            if hi > lo:
+                yield lo, band[: hi - lo, :out_w]
+            band, band_top = band[done - band_top :], done
+
+
+def run_tiled(image: np.ndarray, run_tile, tile: tuple[int, int], overlap: int, scale: int,
+              feather: bool = True, on_tile=None, multiple: int = 1) -> np.ndarray:
+    """The whole output of :func:`iter_tiled_bands` as one (H*s, W*s, C) float32 array."""
+    bands = [b for _, b in iter_tiled_bands(image, run_tile, tile, overlap, scale, feather, on_tile, multiple)]
+    return np.concatenate(bands, axis=0)

@@ -1,6 +1,8 @@
 """``edgesr upscale``: files or folders in, PNG out, tile by tile with the runtime's plan.
 
-Outputs are written atomically (temporary file, then rename), so an interrupted run leaves no partial PNG;
+Output rows are produced band by band (one row of tiles) and streamed into the PNG, so memory is bounded by
+the tile band, not the output image. Files are written atomically (temporary file, then rename), so an
+interrupted run leaves no partial PNG;
 existing outputs are kept unless ``force``. A pixel limit turns a giant input into a clear error instead of
 an out-of-memory kill.
 """
@@ -12,10 +14,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from edgesr.data.io import IMAGE_SUFFIXES, list_images, load_rgb, save_png
+from edgesr.data.io import IMAGE_SUFFIXES, list_images, load_rgb
 from edgesr.errors import EdgesrError, ImageError
 from edgesr.progress import progress_bar
-from edgesr.runtime.tiling import plan_tiles, run_tiled
+from edgesr.runtime.tiling import iter_tiled_bands, plan_tiles
 
 DEFAULT_MAX_PIXELS = 50_000_000  # input pixels; a 12 MP camera frame is well inside
 
@@ -61,6 +63,26 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     return targets
 
 
+def write_png_bands(path: Path, width: int, height: int, bands) -> None:
+    """Stream (y0, float band) pairs into an RGB PNG, band by band; atomic (temporary file, then rename),
+    so an interrupted run (Ctrl-C included) leaves nothing at ``path``."""
+    import png
+
+    tmp = path.with_name(f".{path.name}.tmp")
+
+    def rows():
+        for _, band in bands:
+            u8 = np.floor(np.clip(band, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+            yield from u8.reshape(u8.shape[0], -1)
+
+    try:
+        with open(tmp, "wb") as fh:
+            png.Writer(width, height, greyscale=False, bitdepth=8, compression=6).write(fh, rows())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                   quiet: bool = False) -> list[dict]:
     """Upscale each file with ``model`` (``run``, ``scale``, ``tile``); one progress bar over all tiles."""
@@ -89,10 +111,10 @@ def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, m
             def run_tile(tile_img: np.ndarray) -> np.ndarray:
                 return model.run(tile_img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
 
-            out = run_tiled(x, run_tile, tile, min(overlap, min(tile) - 1), model.scale,
-                            on_tile=lambda: bar.update(1, info=f.name), multiple=multiple)
-            sr = np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-            save_png(sr, t)
+            bands = iter_tiled_bands(x, run_tile, tile, min(overlap, min(tile) - 1), model.scale,
+                                     on_tile=lambda: bar.update(1, info=f.name), multiple=multiple)
+            oh, ow = img.shape[0] * model.scale, img.shape[1] * model.scale
+            write_png_bands(t, ow, oh, bands)
             rows.append({"input": str(f), "output": str(t), "size": [img.shape[1], img.shape[0]],
-                         "out_size": [sr.shape[1], sr.shape[0]]})
+                         "out_size": [ow, oh]})
     return rows

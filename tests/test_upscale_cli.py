@@ -84,3 +84,38 @@ def test_session_api(tiny_ckpt):
         s.upscale(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(EdgesrError, match="unknown backend"):
         Session(ckpt, backend="tflite")
+
+
+def test_streamed_png_equals_in_memory_result(tmp_path, tiny_ckpt):
+    """Band-by-band output written with pypng == the whole-array tiled result."""
+    from edgesr.runtime.session import TorchModel, upscale
+
+    m, ckpt = tiny_ckpt
+    src = tmp_path / "p.png"
+    _img(src, 21, 30, seed=5)
+    out = tmp_path / "p_x2.png"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(ckpt), "--tile", "8", "--overlap", "4",
+                 "--quiet"]) == 0
+    want = upscale(TorchModel(m, (8, 8)), np.asarray(Image.open(src)), overlap=4)
+    assert np.array_equal(np.asarray(Image.open(out)), want)
+
+
+def test_interrupted_upscale_leaves_no_file(tmp_path, tiny_ckpt, monkeypatch):
+    from edgesr.runtime import session
+
+    _, ckpt = tiny_ckpt
+    src = tmp_path / "i.png"
+    _img(src, 24, 24)
+    calls = {"n": 0}
+    orig = session.TorchModel.run
+
+    def flaky(self, x):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return orig(self, x)
+
+    monkeypatch.setattr(session.TorchModel, "run", flaky)
+    out = tmp_path / "o"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(ckpt), "--tile", "8", "--quiet"]) == 130
+    assert list(out.iterdir()) == []
