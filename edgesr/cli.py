@@ -187,12 +187,45 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layer_parity(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from edgesr.converter.artifact import is_artifact, load_artifact
+    from edgesr.data.io import load_rgb, to_tensor
+    from edgesr.models.swinir import pad_to_multiple
+    from edgesr.progress import stdout_console
+    from edgesr.runtime.layers import compare_layers
+
+    if not is_artifact(Path(args.a)):
+        raise EdgesrError(f"--layers takes a quantized artifact as A, got {args.a}")
+    q = load_artifact(args.a)
+    x = pad_to_multiple(to_tensor(load_rgb(args.b)), q.window_size)
+    rows = compare_layers(q, x)
+    table = Table(title=f"per-layer parity, fake-quant vs native integer kernels: {args.a} on {args.b}")
+    for col in ("layer", "max |diff|", "rel. L2"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    first = next((r["layer"] for r in rows if r["rel_l2"] > 1e-4), None)
+    for r in rows:
+        table.add_row(r["layer"], f"{r['max_abs']:.3g}", f"{r['rel_l2']:.3g}")
+    stdout_console().print(table)
+    print(f"first layer above 1e-4 relative error: {first or 'none'}")
+    if args.json:
+        from edgesr.evaluate import write_json
+
+        write_json({"layers": rows, "first_divergent": first}, args.json)
+    return 0
+
+
 def cmd_parity(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from edgesr.progress import stdout_console
     from edgesr.runtime.parity import parity
 
+    if args.layers:
+        return _layer_parity(args)
     res = parity(args.a, args.b, tile=args.tile, heatmap_dir=args.heatmap)
     table = Table(title=f"parity {args.a} vs {args.b}")
     for col in ("image", "PSNR dB", "max |diff|", "mean |diff|", "> 1 level", f"worst {args.tile}px tile"):
@@ -316,8 +349,10 @@ def build_parser() -> argparse.ArgumentParser:
     u.set_defaults(func=cmd_upscale)
 
     pa = sub.add_parser("parity", help="compare two outputs or two folders of outputs (desktop vs device)")
-    pa.add_argument("a")
-    pa.add_argument("b")
+    pa.add_argument("a", help="output image or folder; with --layers: a quantized artifact")
+    pa.add_argument("b", help="output image or folder; with --layers: an LR input image")
+    pa.add_argument("--layers", action="store_true",
+                    help="per-layer comparison of artifact A on image B: fake-quant vs native integer kernels")
     pa.add_argument("--tile", type=int, default=256, help="tile size (output pixels) of the error grid")
     pa.add_argument("--heatmap", help="folder for per-image error heatmaps (PNG)")
     pa.add_argument("--json", help="write the full report here")

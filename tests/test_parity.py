@@ -41,3 +41,32 @@ def test_parity_cli_folders(tmp_path, capsys):
     Image.fromarray(img).save(db / "y.png")
     assert main(["parity", str(da), str(db)]) == 2
     assert "counterpart" in capsys.readouterr().err
+
+
+def test_layer_parity_fake_quant_vs_native(tmp_path):
+    """Integer kernels reproduce every quantized layer of the fake-quant model up to float rounding."""
+    import torch
+
+    from edgesr.converter import QuantConfig, quantize
+    from edgesr.converter.artifact import save_artifact
+    from edgesr.converter.calibrate import calibrate
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+    from edgesr.runtime.layers import compare_layers
+    from tests.conftest import TINY
+
+    torch.manual_seed(0)
+    config = QuantConfig(bits=4, init="minmax")
+    q = quantize(SwinIR(SwinIRConfig(scale=2, **TINY)).eval(), config)
+    calibrate(q, torch.rand(1, 3, 8, 8), config)
+    rows = compare_layers(q, torch.rand(1, 3, 8, 8))
+    blocks = sum(TINY["depths"])
+    assert len(rows) == blocks * 8 + 1  # per block 6 linears + 2 matmuls, then the output
+    assert all(r["rel_l2"] < 1e-3 for r in rows)
+    art = tmp_path / "q.safetensors"
+    save_artifact(q, art)
+    img = tmp_path / "lr.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(img)
+    out = tmp_path / "layers.json"
+    assert main(["parity", "--layers", str(art), str(img), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["layers"][-1]["layer"] == "output"
+    assert main(["parity", "--layers", str(img), str(img)]) == 2
