@@ -20,6 +20,7 @@ class Backend:
     name: str
     accepts: Callable[[Path], bool]
     open: Callable[..., object]
+    priority: int = 0  # lower is tried first; catch-alls use a high value
 
 
 _REGISTRY: dict[str, Backend] = {}
@@ -27,14 +28,15 @@ _REGISTRY: dict[str, Backend] = {}
 _BUILTIN = ("edgesr.runtime.pte", "edgesr.runtime.session")
 
 
-def register(name: str, accepts: Callable[[Path], bool], opener: Callable[..., object]) -> None:
-    _REGISTRY[name] = Backend(name, accepts, opener)
+def register(name: str, accepts: Callable[[Path], bool], opener: Callable[..., object], priority: int = 0) -> None:
+    _REGISTRY[name] = Backend(name, accepts, opener, priority)
 
 
 def backends() -> dict[str, Backend]:
+    """Registered backends in the order ``auto`` tries them."""
     for mod in _BUILTIN:
         importlib.import_module(mod)
-    return dict(_REGISTRY)
+    return dict(sorted(_REGISTRY.items(), key=lambda kv: kv[1].priority))
 
 
 def open_with(path: str | Path, backend: str = "auto", **kwargs):

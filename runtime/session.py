@@ -53,7 +53,7 @@ def _register() -> None:
     from edgesr.runtime.backends import register
 
     # Checkpoints, artifacts and zoo names: the catch-all, tried last (resolve() reports what it is not).
-    register("pytorch", lambda p: True, _open_torch)
+    register("pytorch", lambda p: True, _open_torch, priority=100)
 
 
 _register()

@@ -150,7 +150,7 @@ def test_tiled_pte_matches_tiled_eager(fp_pte):
 
     m, path, _ = fp_pte
     pte = open_model(path)
-    assert pte.tile == TILE
+    assert isinstance(pte, PteModel) and pte.tile == TILE
     img = np.random.default_rng(3).integers(0, 256, (13, 29, 3), dtype=np.uint8)
     a = upscale(pte, img, overlap=4)
     b = upscale(TorchModel(m, TILE), img, overlap=4)

@@ -71,7 +71,8 @@ def test_session_api(tiny_ckpt):
     from edgesr.runtime.backends import backends
     from edgesr.runtime.session import Session
 
-    assert {"executorch", "pytorch"} <= set(backends())
+    assert list(backends())[-1] == "pytorch"  # the catch-all is tried last
+    assert "executorch" in backends()
     _, ckpt = tiny_ckpt
     s = Session(ckpt, tile=(8, 8), overlap=4)
     img = np.random.default_rng(1).integers(0, 256, (11, 13, 3), dtype=np.uint8)
