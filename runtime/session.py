@@ -6,6 +6,7 @@ tile they were exported for). Each reads scale and tile shape from the model its
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,12 @@ def open_model(spec: str | Path, threads: int = 1, tile: tuple[int, int] = DEFAU
 
 class Session:
     """``Session(path, threads=..., backend="auto").upscale(image)``: the model's own scale and tile, the
-    tiling rules of :mod:`edgesr.runtime.tiling`. Images: (H, W, 3) uint8 or float in [0, 1] NumPy arrays, or
-    PIL images (converted like files: gray -> RGB, alpha dropped, 16-bit -> 8-bit); returns the same kind."""
+    tiling rules of :mod:`edgesr.runtime.tiling`.
+
+    Images: NumPy (H, W[, C]) arrays, uint8, uint16 or float in [0, 1], or PIL images; the result has the
+    input's kind and dtype. Gray (C = 1 or 2-D) runs as RGB and comes back gray (the channels' mean); RGBA
+    drops alpha with a warning; uint16 and float go through 8 bits, the models' precision. PIL images are
+    converted as files are (:func:`edgesr.data.io.to_rgb_array`)."""
 
     def __init__(self, path: str | Path, threads: int = 1, backend: str = "auto",
                  tile: tuple[int, int] = DEFAULT_TILE, overlap: int = DEFAULT_OVERLAP):
@@ -93,10 +98,22 @@ class Session:
         if isinstance(image, Image.Image):
             return Image.fromarray(upscale(self.model, to_rgb_array(image), self.overlap))
         arr = np.asarray(image)
-        if arr.ndim != 3 or arr.shape[2] != 3 or 0 in arr.shape:
-            raise ImageError(f"expected an (H, W, 3) RGB array, got shape {arr.shape}")
+        if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[2] == 1):
+            rgb = self.upscale(np.repeat(arr.reshape(*arr.shape[:2], 1), 3, axis=2))
+            gray = rgb.astype(np.float64).mean(axis=2)  # back to one channel: the three channels' mean
+            gray = gray if np.issubdtype(arr.dtype, np.floating) else np.floor(gray + 0.5)
+            return gray.astype(arr.dtype).reshape(rgb.shape[0], rgb.shape[1], *arr.shape[2:])
+        if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4) or 0 in arr.shape:
+            raise ImageError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) array, got shape {arr.shape}")
+        if arr.shape[2] == 4:
+            warnings.warn("alpha channel dropped", stacklevel=2)
+            arr = arr[..., :3]
+        if arr.dtype == np.uint16:
+            u8 = np.floor(arr.astype(np.float64) / 65535.0 * 255.0 + 0.5).astype(np.uint8)
+            out = upscale(self.model, u8, self.overlap).astype(np.float64) / 255.0 * 65535.0
+            return np.floor(out + 0.5).astype(np.uint16)
         if arr.dtype == np.uint8:
-            return upscale(self.model, arr, self.overlap)
+            return upscale(self.model, np.ascontiguousarray(arr), self.overlap)
         if np.issubdtype(arr.dtype, np.floating):
             u8 = np.floor(np.clip(arr, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
             return upscale(self.model, u8, self.overlap).astype(arr.dtype) / 255.0

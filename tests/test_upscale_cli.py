@@ -81,7 +81,14 @@ def test_session_api(tiny_ckpt):
     assert np.array_equal(s.upscale(PILImage.fromarray(img)), out)
     f = s.upscale(img.astype(np.float32) / 255.0)
     assert f.dtype == np.float32 and np.allclose(f * 255.0, out, atol=1e-3)
-    with pytest.raises(EdgesrError, match="RGB array"):
+    gray = s.upscale(img[..., 0])
+    assert gray.shape == (22, 26) and gray.dtype == np.uint8
+    assert s.upscale(img[..., :1]).shape == (22, 26, 1)
+    with pytest.warns(UserWarning, match="alpha"):
+        assert np.array_equal(s.upscale(np.dstack([img, img[..., :1]])), out)
+    wide = s.upscale(img.astype(np.uint16) * 257)
+    assert wide.dtype == np.uint16 and np.array_equal(wide // 257, out)
+    with pytest.raises(EdgesrError, match="array, got shape"):
         s.upscale(np.zeros((0, 4, 3), np.uint8))
     with pytest.raises(EdgesrError, match="unknown backend"):
         Session(ckpt, backend="tflite")
