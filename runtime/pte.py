@@ -137,15 +137,3 @@ class PteModel:
         out = self._method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])
         return out[0].numpy()
 
-
-def _open(path, threads: int = 1, tile=None) -> PteModel:  # a .pte carries its own tile
-    return PteModel(path, threads=threads)
-
-
-def _register() -> None:
-    from edgesr.runtime.backends import register
-
-    register("executorch", lambda p: p.suffix == ".pte" or (p.is_file() and is_pte(p)), _open)
-
-
-_register()

@@ -40,26 +40,6 @@ class TorchModel:
             return self.model(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))).numpy()
 
 
-def _open_torch(spec: str | Path, threads: int = 1, tile: tuple[int, int] | None = None) -> TorchModel:
-    from edgesr.converter.artifact import is_artifact, load_artifact
-    from edgesr.models.checkpoint import load_model
-    from edgesr.models.zoo import resolve
-
-    path, _ = resolve(str(spec))
-    model = load_artifact(path) if is_artifact(path) else load_model(path)
-    return TorchModel(model, tile or DEFAULT_TILE, threads, name=path.stem)
-
-
-def _register() -> None:
-    from edgesr.runtime.backends import register
-
-    # Checkpoints, artifacts and zoo names: the catch-all, tried last (resolve() reports what it is not).
-    register("pytorch", lambda p: True, _open_torch, priority=100)
-
-
-_register()
-
-
 def open_model(spec: str | Path, threads: int = 1, tile: tuple[int, int] = DEFAULT_TILE, backend: str = "auto"):
     """A ``.pte`` file, a quantized artifact, a checkpoint or a zoo name -> a runnable tile model."""
     from edgesr.runtime.backends import open_with

@@ -1,13 +1,15 @@
 """Backend registry: each model-file kind registers how to recognise and open itself.
 
 A backend is (name, ``accepts(path) -> bool``, ``open(path, threads, tile) -> model``); a model exposes
-``run(x)`` on (1, C, th, tw) float32, ``scale``, ``tile`` and ``metadata`` (with ``size_multiple``). Adding a
-backend (e.g. .tflite) means one ``register`` call in its own module, listed in ``_BUILTIN``.
+``run(x)`` on (1, C, th, tw) float32, ``scale``, ``tile`` and ``metadata`` (with ``size_multiple``). Every
+module of this package is imported on first use and registers itself, so adding a backend (e.g. .tflite) is
+adding one file here.
 """
 
 from __future__ import annotations
 
 import importlib
+import pkgutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -24,8 +26,6 @@ class Backend:
 
 
 _REGISTRY: dict[str, Backend] = {}
-# Modules that register a backend when imported, in the order they are tried.
-_BUILTIN = ("edgesr.runtime.pte", "edgesr.runtime.session")
 
 
 def register(name: str, accepts: Callable[[Path], bool], opener: Callable[..., object], priority: int = 0) -> None:
@@ -34,8 +34,8 @@ def register(name: str, accepts: Callable[[Path], bool], opener: Callable[..., o
 
 def backends() -> dict[str, Backend]:
     """Registered backends in the order ``auto`` tries them."""
-    for mod in _BUILTIN:
-        importlib.import_module(mod)
+    for info in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{info.name}")
     return dict(sorted(_REGISTRY.items(), key=lambda kv: kv[1].priority))
 
 
