@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgesr.runtime.tiling import run_tiled
+from edgesr.runtime.tiling import iter_tiled_bands, plan_tiles
 
 DEFAULT_TILE = (64, 64)
 DEFAULT_OVERLAP = 16
@@ -100,14 +100,31 @@ class Session:
         raise ImageError(f"unsupported array type {arr.dtype} (uint8, or float in [0, 1])")
 
 
-def upscale(model, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, feather: bool = True) -> np.ndarray:
-    """(H, W, 3) uint8 RGB -> (sH, sW, 3) uint8, tile by tile as the device does."""
-    x = image.astype(np.float32) / np.float32(255.0)
+def size_multiple(model) -> int:
+    """What image sides are padded to before tiling (the window size), from the model's metadata."""
+    meta = model.metadata
+    return int(meta.get("size_multiple") or meta.get("window_size") or 1)
+
+
+def tile_count(model, height: int, width: int, overlap: int = DEFAULT_OVERLAP) -> int:
+    m, tile = size_multiple(model), tuple(model.tile)
+    return plan_tiles(height + -height % m, width + -width % m, tile, min(overlap, min(tile) - 1), model.scale).count
+
+
+def upscale_bands(model, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, feather: bool = True, on_tile=None):
+    """(H, W, 3) uint8 RGB -> finished (y0, uint8 band) rows of the (sH, sW, 3) output, top to bottom, tile by
+    tile as the device does. ``overlap`` is capped at the tile size - 1."""
+    tile = tuple(model.tile)
 
     def run_tile(t: np.ndarray) -> np.ndarray:
-        y = model.run(t.transpose(2, 0, 1)[None])
-        return y[0].transpose(1, 2, 0)
+        return model.run(t.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
 
-    out = run_tiled(x, run_tile, tuple(model.tile), overlap, model.scale, feather,
-                    multiple=int(model.metadata.get("size_multiple") or model.metadata.get("window_size") or 1))
-    return np.floor(np.clip(out, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # as edgesr.data.io.to_uint8
+    x = image.astype(np.float32) / np.float32(255.0)
+    for y0, band in iter_tiled_bands(x, run_tile, tile, min(overlap, min(tile) - 1), model.scale, feather,
+                                     on_tile, size_multiple(model)):
+        yield y0, np.floor(np.clip(band, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)  # as edgesr.data.io.to_uint8
+
+
+def upscale(model, image: np.ndarray, overlap: int = DEFAULT_OVERLAP, feather: bool = True) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (sH, sW, 3) uint8: :func:`upscale_bands` assembled."""
+    return np.concatenate([band for _, band in upscale_bands(model, image, overlap, feather)], axis=0)

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from edgesr.data.io import IMAGE_SUFFIXES, list_images, load_rgb
 from edgesr.errors import EdgesrError, ImageError
 from edgesr.progress import progress_bar
-from edgesr.runtime.tiling import iter_tiled_bands, plan_tiles
+from edgesr.runtime.session import tile_count, upscale_bands
 
 DEFAULT_MAX_PIXELS = 50_000_000  # input pixels; a 12 MP camera frame is well inside
 
@@ -48,13 +47,12 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise EdgesrError(f"{existing[0]} exists (use --force to overwrite)")
-    for t in targets:
-        parent = t.parent
+    for parent in sorted({t.parent for t in targets}):
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise EdgesrError(f"cannot create the output folder {parent}: {e.strerror}") from None
-        probe = parent / f".edgesr-write-test-{t.name}"
+        probe = parent / ".edgesr-write-test"
         try:
             probe.touch()
             probe.unlink()
@@ -64,7 +62,7 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
 
 
 def write_png_bands(path: Path, width: int, height: int, bands) -> None:
-    """Stream (y0, float band) pairs into an RGB PNG, band by band; atomic (temporary file, then rename),
+    """Stream (y0, uint8 band) pairs into an RGB PNG, band by band; atomic (temporary file, then rename),
     so an interrupted run (Ctrl-C included) leaves nothing at ``path``."""
     import png
 
@@ -72,8 +70,7 @@ def write_png_bands(path: Path, width: int, height: int, bands) -> None:
 
     def rows():
         for _, band in bands:
-            u8 = np.floor(np.clip(band, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-            yield from u8.reshape(u8.shape[0], -1)
+            yield from band.reshape(band.shape[0], -1)
 
     try:
         with open(tmp, "wb") as fh:
@@ -86,8 +83,6 @@ def write_png_bands(path: Path, width: int, height: int, bands) -> None:
 def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, max_pixels: int = DEFAULT_MAX_PIXELS,
                   quiet: bool = False) -> list[dict]:
     """Upscale each file with ``model`` (``run``, ``scale``, ``tile``); one progress bar over all tiles."""
-    tile = tuple(model.tile)
-    multiple = int(model.metadata.get("size_multiple") or model.metadata.get("window_size") or 1)
     sizes = []
     for f in files:
         try:
@@ -100,19 +95,12 @@ def upscale_files(model, files: list[Path], targets: list[Path], overlap: int, m
         if w * h > max_pixels:
             raise ImageError(f"{f}: {w}x{h} is over the pixel limit {max_pixels:,} (raise it with --max-pixels)")
         sizes.append((h, w))
-    total = sum(plan_tiles(h + -h % multiple, w + -w % multiple, tile, min(overlap, min(tile) - 1), model.scale).count
-                for h, w in sizes)
+    total = sum(tile_count(model, h, w, overlap) for h, w in sizes)
     rows = []
     with progress_bar("upscale", total=total, disable=quiet) as bar:
         for f, t in zip(files, targets):
             img = load_rgb(f)
-            x = img.astype(np.float32) / np.float32(255.0)
-
-            def run_tile(tile_img: np.ndarray) -> np.ndarray:
-                return model.run(tile_img.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0)
-
-            bands = iter_tiled_bands(x, run_tile, tile, min(overlap, min(tile) - 1), model.scale,
-                                     on_tile=lambda: bar.update(1, info=f.name), multiple=multiple)
+            bands = upscale_bands(model, img, overlap, on_tile=lambda: bar.update(1, info=f.name))
             oh, ow = img.shape[0] * model.scale, img.shape[1] * model.scale
             write_png_bands(t, ow, oh, bands)
             rows.append({"input": str(f), "output": str(t), "size": [img.shape[1], img.shape[0]],

@@ -1,6 +1,5 @@
 """ExecuTorch export: FP32 .pte == eager, INT4 .pte == fake-quant, metadata, clear errors."""
 
-import json
 import subprocess
 import sys
 

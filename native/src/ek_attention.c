@@ -65,6 +65,14 @@ static inline void att_codes(const float *x, int len, const ek_qparams *p, float
   for (i = 0; i < len; ++i) out[i] = att_code(x[i], lo, hi, step);
 }
 
+/* Codes of an n x hd block, stored transposed (hd x n); tmp holds n * hd floats. */
+static inline void att_codes_t(const float *x, int n, int hd, const ek_qparams *p, float *tmp, float *out) {
+  int i, d;
+  att_codes(x, n * hd, p, tmp);
+  for (i = 0; i < n; ++i)
+    for (d = 0; d < hd; ++d) out[d * n + i] = tmp[i * hd + d];
+}
+
 static inline float att_sum(const float *x, int len) {
   float part[LANES] = {0}, s = 0.0f;
   int j = 0, l;
@@ -100,43 +108,23 @@ static inline __attribute__((always_inline)) ek_v16 v16_load(const float *p) {
 
 static inline __attribute__((always_inline)) void v16_store(float *p, ek_v16 v) { memcpy(p, &v, sizeof v); }
 
-/* row[0..63] = sum_d cq[d] * ckt[d][0..63] (exact: integer-valued floats). */
-static inline __attribute__((always_inline)) void qk_row64(const float *cqi, const float *ckt, int hd, float *row) {
+/* out[0..63] = sum_i s[i] * x[i * 64 .. i * 64 + 63] over len terms, in four register vectors
+ * (exact: integer-valued floats). */
+static inline __attribute__((always_inline)) void axpy_sum64(const float *s, const float *x, int len, float *out) {
   ek_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-  int d;
-  for (d = 0; d < hd; ++d) {
-    const float a = cqi[d];
-    const float *kd = ckt + d * 64;
-    a0 += a * v16_load(kd);
-    a1 += a * v16_load(kd + 16);
-    a2 += a * v16_load(kd + 32);
-    a3 += a * v16_load(kd + 48);
+  int i;
+  for (i = 0; i < len; ++i) {
+    const float c = s[i];
+    const float *xi = x + i * 64;
+    a0 += c * v16_load(xi);
+    a1 += c * v16_load(xi + 16);
+    a2 += c * v16_load(xi + 32);
+    a3 += c * v16_load(xi + 48);
   }
-  v16_store(row, a0);
-  v16_store(row + 16, a1);
-  v16_store(row + 32, a2);
-  v16_store(row + 48, a3);
-}
-
-/* acc[d][0..63] = sum_j cvt[d][j] * cat[j][0..63]. */
-static inline __attribute__((always_inline)) void av_64(const float *cvt, const float *cat, int hd, float *acc) {
-  int d, j;
-  for (d = 0; d < hd; ++d) {
-    ek_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0};
-    const float *vd = cvt + d * 64;
-    for (j = 0; j < 64; ++j) {
-      const float b = vd[j];
-      const float *cj = cat + j * 64;
-      a0 += b * v16_load(cj);
-      a1 += b * v16_load(cj + 16);
-      a2 += b * v16_load(cj + 32);
-      a3 += b * v16_load(cj + 48);
-    }
-    v16_store(acc + d * 64, a0);
-    v16_store(acc + d * 64 + 16, a1);
-    v16_store(acc + d * 64 + 32, a2);
-    v16_store(acc + d * 64 + 48, a3);
-  }
+  v16_store(out, a0);
+  v16_store(out + 16, a1);
+  v16_store(out + 32, a2);
+  v16_store(out + 48, a3);
 }
 #endif
 
@@ -160,12 +148,8 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
     float *out = c->out + off;
     /* Codes: q row-major (n x hd); k and v transposed (hd x n) so the inner loops run over tokens. */
     att_codes(c->q + off, nh, &c->qq, cq);
-    att_codes(c->k + off, nh, &c->kq, tmp);
-    for (i = 0; i < n; ++i)
-      for (d = 0; d < hd; ++d) ckt[d * n + i] = tmp[i * hd + d];
-    att_codes(c->v + off, nh, &c->vq, tmp);
-    for (i = 0; i < n; ++i)
-      for (d = 0; d < hd; ++d) cvt[d * n + i] = tmp[i * hd + d];
+    att_codes_t(c->k + off, n, hd, &c->kq, tmp, ckt);
+    att_codes_t(c->v + off, n, hd, &c->vq, tmp, cvt);
     for (i = 0; i < n; ++i) rq[i] = att_sum(cq + i * hd, hd);
     for (j = 0; j < n; ++j) ck_sum[j] = 0.0f;
     for (d = 0; d < hd; ++d)
@@ -177,7 +161,7 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
       float mx, sum;
 #ifdef EK_ATT_V64
       if (v64 && n == 64) {
-        qk_row64(cq + i * hd, ckt, hd, row);
+        axpy_sum64(cq + i * hd, ckt, hd, row);  /* row[j] = sum_d cq[i][d] ckt[d][j] */
       } else
 #endif
       {
@@ -207,7 +191,7 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
     }
 #ifdef EK_ATT_V64
     if (v64 && n == 64) {
-      av_64(cvt, cat, hd, acc);
+      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * n, cat, n, acc + d * n);  /* sum_j cv[j][d] cat[j][.] */
     } else
 #endif
       for (d = 0; d < hd; ++d) {
@@ -288,8 +272,7 @@ int edgesr_qattention(const float *q, const float *k, const float *v, int groups
   c.vq = ek_make_qparams(bounds[6], bounds[7], bits);
   if (!c.qq.valid || !c.kq.valid || !c.aq.valid || !c.vq.valid) return -1;
   total = (long long)groups * heads;
-  nt = threads < 1 ? 1 : threads;
-  if (nt > EK_MAX_THREADS) nt = EK_MAX_THREADS;
+  nt = ek_clamp_threads(threads);
   if (nt > total) nt = (int)total;
   /* Per-thread working set (n = 64, hd = 10: 30 KB): 5 code/accumulator blocks of n x hd, the n x n map. */
   c.scratch_floats = 5 * (size_t)n * hd + (size_t)n * n + 5 * (size_t)n + (size_t)hd + 16;

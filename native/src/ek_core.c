@@ -209,12 +209,6 @@ static size_t align64(size_t v) { return (v + 63u) & ~(size_t)63u; }
 
 static int bits_ok(int bits) { return bits >= 1 && bits <= 8; }
 
-static int clamp_threads(int threads) {
-  if (threads < 1) return 1;
-  if (threads > EK_MAX_THREADS) return EK_MAX_THREADS;
-  return threads;
-}
-
 /* Copy m rows of k codes into zero-padded rows of kp bytes, with row sums. */
 static void pad_codes(const uint8_t *src, size_t lds, int m, int k, int kp, uint8_t *dst, int32_t *rowsum) {
   int r, i;
@@ -414,35 +408,31 @@ static void linear_task(void *vctx, int tid, int nt) {
 }
 
 static int linear_threads(int threads, int m) {
-  int nt = clamp_threads(threads), blocks = (m + EK_ROW_BLOCK - 1) / EK_ROW_BLOCK;
+  int nt = ek_clamp_threads(threads), blocks = (m + EK_ROW_BLOCK - 1) / EK_ROW_BLOCK;
   return nt < blocks ? nt : blocks;
 }
 
-void edgesr_qlinear_run(const edgesr_qlinear *layer, const float *x, int m, float *y, int threads) {
+/* Float input -> float output (x, y), or codes -> int32 accumulators (x_codes, acc). */
+static void linear_launch(const edgesr_qlinear *layer, const float *x, const uint8_t *x_codes, int m, float *y,
+                          int32_t *acc, int threads) {
   linear_ctx c;
-  if (!layer || !x || !y || m < 1) return;
   c.layer = layer;
   c.x = x;
-  c.x_codes = NULL;
+  c.x_codes = x_codes;
   c.m = m;
   c.y = y;
-  c.acc = NULL;
+  c.acc = acc;
   c.next = 0;
   ek_parallel(linear_threads(threads, m), linear_task, &c);
+}
+
+void edgesr_qlinear_run(const edgesr_qlinear *layer, const float *x, int m, float *y, int threads) {
+  if (layer && x && y && m >= 1) linear_launch(layer, x, NULL, m, y, NULL, threads);
 }
 
 void edgesr_qlinear_accumulate(const edgesr_qlinear *layer, const uint8_t *x_codes, int m, int32_t *acc,
                                int threads) {
-  linear_ctx c;
-  if (!layer || !x_codes || !acc || m < 1) return;
-  c.layer = layer;
-  c.x = NULL;
-  c.x_codes = x_codes;
-  c.m = m;
-  c.y = NULL;
-  c.acc = acc;
-  c.next = 0;
-  ek_parallel(linear_threads(threads, m), linear_task, &c);
+  if (layer && x_codes && acc && m >= 1) linear_launch(layer, NULL, x_codes, m, NULL, acc, threads);
 }
 
 /* ------------------------------------------------------------------------------------------------------------
@@ -598,7 +588,7 @@ static void bmm_task(void *vctx, int tid, int nt) {
 }
 
 static void bmm_run(bmm_ctx *c, int threads) {
-  int nt = clamp_threads(threads);
+  int nt = ek_clamp_threads(threads);
   long long work = (long long)c->batch * c->m;
   if (work < 16ll * nt) nt = (int)((work + 15) / 16);
   if (nt < 1) nt = 1;

@@ -188,6 +188,11 @@ EK_HIDDEN void ek_scalar_quantize_rows(const float *x, size_t ldx, int m, int k,
 typedef void (*ek_task_fn)(void *ctx, int tid, int nt);
 EK_HIDDEN void ek_parallel(int nt, ek_task_fn fn, void *ctx);
 
+/* threads argument of the public API -> 1 .. EK_MAX_THREADS. */
+EK_INLINE int ek_clamp_threads(int threads) {
+  return threads < 1 ? 1 : threads > EK_MAX_THREADS ? EK_MAX_THREADS : threads;
+}
+
 EK_INLINE int ek_round_up(int v, int m) { return (v + m - 1) / m * m; }
 EK_INLINE int ek_min(int a, int b) { return a < b ? a : b; }
 

@@ -49,7 +49,7 @@ def attention_blob(heads: int, has_mask: bool, bounds, bits: int) -> bytes:
     return struct.pack("<4sIIIII8f", MAGIC, VERSION, OP_ATTENTION, bits, heads, int(has_mask), *bounds)
 
 
-def _op_name(node) -> str:
+def op_name(node) -> str:
     return str(getattr(node.target, "_name", node.target))
 
 
@@ -60,7 +60,7 @@ class EdgesrInt4Backend(BackendDetails):
         if len(nodes) != 1:
             raise ValueError(f"EdgesrInt4Backend takes one quantized op per partition, got {len(nodes)}")
         node = nodes[0]
-        name = _op_name(node)
+        name = op_name(node)
         if name.startswith("edgesr::qlinear"):
             _, w, b, xl, xu, wl, wu, bits = node.args
             weight = get_param_tensor(edge_program, w)

@@ -14,8 +14,7 @@ import torch
 from edgesr import __version__
 from edgesr.converter.export.graph import ExportableSwinIR
 from edgesr.models.swinir import SwinIR
-
-METADATA_METHOD = "edgesr_metadata"
+from edgesr.runtime.pte import METADATA_METHOD
 
 
 def descriptor(model: SwinIR, tile: tuple[int, int], fmt: str) -> dict:

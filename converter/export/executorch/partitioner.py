@@ -12,9 +12,8 @@ from executorch.exir.backend.compile_spec_schema import CompileSpec
 from executorch.exir.backend.partitioner import DelegationSpec, Partitioner, PartitionResult
 from executorch.exir.backend.utils import tag_constant_data
 
-from edgesr.converter.export.executorch.backend import EdgesrInt4Backend, _op_name
-
-SUPPORTED = ("edgesr::qlinear", "edgesr::qbmm", "edgesr::qattention")
+from edgesr.converter.export.executorch.backend import EdgesrInt4Backend, op_name
+from edgesr.converter.export.ops import QUANT_OPS
 
 
 class EdgesrInt4Partitioner(Partitioner):
@@ -25,7 +24,7 @@ class EdgesrInt4Partitioner(Partitioner):
     def partition(self, exported_program) -> PartitionResult:
         tags = {}
         for node in exported_program.graph_module.graph.nodes:
-            if node.op != "call_function" or not _op_name(node).startswith(SUPPORTED):
+            if node.op != "call_function" or not op_name(node).startswith(QUANT_OPS):
                 continue
             tag = f"edgesr_int4_{len(tags)}"
             node.meta["delegation_tag"] = tag
