@@ -191,7 +191,7 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
     }
 #ifdef EK_ATT_V64
     if (v64 && n == 64) {
-      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * n, cat, n, acc + d * n);  /* sum_j cv[j][d] cat[j][.] */
+      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * 64, cat, 64, acc + d * 64);  /* sum_j cv[j][d] cat[j][.] */
     } else
 #endif
       for (d = 0; d < hd; ++d) {
