@@ -165,7 +165,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             raise EdgesrError(f"--format pte needs executorch (pip install 'edgesr[pte]'): {e}") from None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            report = export_pte(model, out, tile=args.tile, source=source, fuse_attention=args.fuse_attention)
+            report = export_pte(model, out, tile=args.tile, source=source, fuse_attention=args.fuse_attention,
+                                fuse_blocks=not args.per_layer)
     print(json.dumps(report))
     return 0
 
@@ -332,8 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--model", default="swinir_light_x4", help="FP zoo name or checkpoint (FP32 export)")
     x.add_argument("--quant", help="quantized artifact: export its integer model (edgesr INT4 delegate)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
+    x.add_argument("--per-layer", action="store_true",
+                   help="one native call per quantized linear / matmul instead of one per Swin block")
     x.add_argument("--fuse-attention", action="store_true",
-                   help="quantized attention as one fused native op (default: two quantized matmuls + XNNPACK softmax)")
+                   help="with --per-layer: quantized attention as one fused native op (default: two quantized "
+                        "matmuls + XNNPACK softmax)")
     x.add_argument("--out", required=True, help="output file")
     x.add_argument("--force", action="store_true", help="overwrite --out")
     x.set_defaults(func=cmd_export)

@@ -37,6 +37,7 @@ __all__ = [
     "ISA_NAMES",
     "NativeBuildError",
     "QLinear",
+    "SwinBlock",
     "active_isa",
     "available_isas",
     "build",
@@ -292,6 +293,10 @@ _SIGNATURES = {
     "edgesr_qbmm": (None, [_p, _p, _i, _i, _i, _i, _i, _f, _f, _f, _f, _i, _p, _i]),
     "edgesr_qbmm_accumulate": (None, [_p, _p, _i, _i, _i, _i, _p, _i]),
     "edgesr_qattention": (_i, [_p, _p, _p, _i, _i, _i, _i, _p, _p, _i, _p, _i, _p, _i]),
+    "edgesr_swin_block_create": (_p, [_p]),
+    "edgesr_swin_block_destroy": (None, [_p]),
+    "edgesr_swin_block_workspace_floats": (ctypes.c_size_t, [_p]),
+    "edgesr_swin_block_run": (_i, [_p, _p, _p, _p, _i]),
 }
 
 
@@ -570,3 +575,84 @@ def qattention(q, k, v, bias, mask, heads: int, bounds, bits: int, threads: int 
     if rc != 0:
         raise ValueError("edgesr_qattention rejected its arguments (n <= 256, hd <= 64, upper > lower)")
     return out
+
+
+class _SwinBlockDesc(ctypes.Structure):
+    _fields_ = [(name, _i) for name in ("dim", "heads", "window", "shift", "hidden", "height", "width", "bits")] + [
+        ("eps1", _f), ("eps2", _f), ("q_scale", _f),
+        ("norm1_weight", _p), ("norm1_bias", _p), ("norm2_weight", _p), ("norm2_bias", _p), ("bias_table", _p),
+        ("weight_packed", _p * 6), ("bias", _p * 6),
+        ("x_bounds", (_f * 2) * 6), ("w_bounds", (_f * 2) * 6), ("attn_bounds", _f * 8),
+    ]
+
+
+class SwinBlock:
+    """One whole quantized Swin block (``edgesr_swin_block_*``) on a fixed ``height`` x ``width`` token grid.
+
+    ``linears``: six ``(weight (n, k) float, bias (n,) or None, (x_lo, x_hi), (w_lo, w_hi))`` for q, k, v,
+    proj, fc1, fc2 (weights are quantized and packed here); ``attn_bounds``: q, k, map, v (lower, upper).
+    ``run`` maps (height * width, dim) tokens to the block's output.
+    """
+
+    LINEARS = ("q", "k", "v", "proj", "fc1", "fc2")
+
+    def __init__(self, *, dim: int, heads: int, window: int, shift: int, height: int, width: int, bits: int,
+                 eps1: float, eps2: float, q_scale: float, norm1, norm2, bias_table, linears, attn_bounds):
+        from edgesr.converter.pack import pack_codes
+
+        self._handle = None
+        bits = _check_bits(bits)
+        if len(linears) != 6:
+            raise ValueError(f"expected 6 linears (q, k, v, proj, fc1, fc2), got {len(linears)}")
+        hidden = int(np.shape(linears[4][0])[0])
+        keep = []  # arrays the descriptor points into, alive until create() has copied them
+
+        def ptr(a, dtype=np.float32):
+            a = np.ascontiguousarray(a, dtype=dtype)
+            keep.append(a)
+            return a.ctypes.data
+
+        d = _SwinBlockDesc(dim=dim, heads=heads, window=window, shift=shift, hidden=hidden, height=height,
+                           width=width, bits=bits, eps1=eps1, eps2=eps2, q_scale=q_scale)
+        d.norm1_weight, d.norm1_bias = ptr(norm1[0]), ptr(norm1[1])
+        d.norm2_weight, d.norm2_bias = ptr(norm2[0]), ptr(norm2[1])
+        d.bias_table = ptr(bias_table)
+        for i, (w, b, xb, wb) in enumerate(linears):
+            w = _f32(w)
+            d.weight_packed[i] = ptr(pack_codes(quantize_codes(w, wb[0], wb[1], bits), bits), np.uint8)
+            d.bias[i] = None if b is None else ptr(b)
+            d.x_bounds[i][0], d.x_bounds[i][1] = float(xb[0]), float(xb[1])
+            d.w_bounds[i][0], d.w_bounds[i][1] = float(wb[0]), float(wb[1])
+        for i, v in enumerate(np.asarray(attn_bounds, dtype=np.float64).reshape(8)):
+            d.attn_bounds[i] = float(v)
+        lib = _lib()
+        self.tokens, self.dim = height * width, dim
+        self._handle = lib.edgesr_swin_block_create(ctypes.byref(d))
+        if not self._handle:
+            raise ValueError("edgesr_swin_block_create rejected the block (grid a multiple of the window, "
+                             "0 <= shift < window, dim a multiple of heads, upper > lower)")
+        self._destroy = lib.edgesr_swin_block_destroy
+        self.workspace = np.empty(lib.edgesr_swin_block_workspace_floats(self._handle), dtype=np.float32)
+
+    def run(self, x, threads: int = 1) -> np.ndarray:
+        x = _f32(x)
+        if self._handle is None:
+            raise ValueError("SwinBlock is closed")
+        if x.size != self.tokens * self.dim:
+            raise ValueError(f"expected {self.tokens} x {self.dim} tokens, got shape {tuple(x.shape)}")
+        out = np.empty_like(x)
+        if _lib().edgesr_swin_block_run(self._handle, x.ctypes.data, out.ctypes.data, self.workspace.ctypes.data,
+                                        _threads(threads)) != 0:
+            raise ValueError("edgesr_swin_block_run failed")
+        return out
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._destroy(self._handle)
+            self._handle = None
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass

@@ -48,12 +48,15 @@ def fp_pte(tmp_path_factory):
     return m, path, report
 
 
-@pytest.fixture(scope="module", params=[True, False], ids=["fused", "unfused"])
+@pytest.fixture(scope="module", params=["blocks", "attention", "layers"])
 def int4_pte(request, tmp_path_factory):
+    """blocks: one native call per Swin block (default); attention / layers: per-layer calls with the fused
+    attention op or with two quantized matmuls around XNNPACK's softmax."""
     q = _quant_model()
     path = tmp_path_factory.mktemp("pte") / "int4.pte"
-    report = export_pte(q, path, tile=TILE, fuse_attention=request.param)
-    report["fused"] = request.param
+    report = export_pte(q, path, tile=TILE, fuse_attention=request.param == "attention",
+                        fuse_blocks=request.param == "blocks")
+    report["mode"] = request.param
     return q, path, report
 
 
@@ -81,8 +84,10 @@ def test_int4_pte_matches_fake_quant(int4_pte):
     q, path, report = int4_pte
     n_linear = sum(1 for n in quantizers(q) if n.endswith(".weight"))
     n_matmul = sum(1 for n in quantizers(q) if n.endswith(".a"))
-    # One partition per linear, plus one per attention (fused) or one per matmul.
-    assert report["delegates"]["EdgesrInt4Backend"] == n_linear + (n_matmul // 2 if report["fused"] else n_matmul)
+    n_block = sum(len(layer.blocks) for layer in q.layers)
+    # One partition per block; or one per linear plus one per attention (fused) or one per matmul.
+    want = {"blocks": n_block, "attention": n_linear + n_matmul // 2, "layers": n_linear + n_matmul}
+    assert report["delegates"]["EdgesrInt4Backend"] == want[report["mode"]]
     pte = PteModel(path)
     assert pte.metadata["quant_config"]["bits"] == 4
     x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(1))

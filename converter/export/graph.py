@@ -13,8 +13,11 @@ and re-expresses its forward for one LR tile shape with ops that mobile runtimes
   Constant-folding the gathered bias would store 24 × 6 × 64 × 64 floats (2.4 MB) instead of 130 KB.
 * The shifted-window mask is built in the graph from the (nW, N) region labels (16 KB) as
   -100 · min((label_i - label_j)², 1), once per call, instead of a stored (nW, N, N) tensor (1 MB).
-* Quantized layers become ``edgesr::qlinear`` / ``edgesr::qbmm`` (:mod:`.ops`) with their learned bounds as
-  constants; with ``fuse_attention=True`` Q·Kᵀ, bias, mask, softmax and attn·V become one
+* A uniformly quantized Swin block becomes one ``edgesr::qswin_block`` (``fuse_blocks``, the default):
+  (1, 4096, 60) tokens in, (1, 4096, 60) out, its LayerNorms, shift, windows, linears, attention and MLP
+  inside one native call (:mod:`.swin_block`).
+* Otherwise quantized layers become ``edgesr::qlinear`` / ``edgesr::qbmm`` (:mod:`.ops`) with their learned
+  bounds as constants; with ``fuse_attention=True`` Q·Kᵀ, bias, mask, softmax and attn·V become one
   ``edgesr::qattention`` when both matmuls are quantized. The rest is plain FP32.
 """
 
@@ -24,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from edgesr.converter.export import ops
+from edgesr.converter.export import ops, swin_block
 from edgesr.converter.quant import QuantLinear, QuantMatMul
 from edgesr.models.swinir import (
     SwinIR,
@@ -53,7 +56,7 @@ def _bounds(*quantizers) -> tuple[float, ...]:
 class ExportableSwinIR(nn.Module):
     """(1, 3, H, W) -> (1, 3, sH, sW) for one static LR tile (H, W multiples of the window size)."""
 
-    def __init__(self, model: SwinIR, tile: tuple[int, int], fuse_attention: bool = False):
+    def __init__(self, model: SwinIR, tile: tuple[int, int], fuse_attention: bool = False, fuse_blocks: bool = True):
         super().__init__()
         self.fuse_attention = fuse_attention
         cfg = model.config
@@ -63,12 +66,20 @@ class ExportableSwinIR(nn.Module):
             raise ValueError(f"tile {h}x{w} is not a positive multiple of the window size {ws}")
         self.model, self.tile, self.ws = model, (h, w), ws
         blocks = [blk for layer in model.layers for blk in layer.blocks]
-        tables = [b.attn.relative_position_bias_table.detach() for b in blocks]
-        self.register_buffer("bias_tables", torch.cat(tables, dim=1))  # (T, sum of heads)
-        self.head_offsets = [sum(t.shape[1] for t in tables[:i]) for i in range(len(tables) + 1)]
-        self.register_buffer("bias_index", relative_position_index(ws).reshape(-1).clone())
-        shift = ws // 2
-        self.register_buffer("regions", shifted_window_regions(h, w, ws, shift).clone())
+        # Uniformly quantized blocks become one edgesr::qswin_block each (their scalars read once, here).
+        self._block_scalars = {}
+        if fuse_blocks:
+            for blk in blocks:
+                if swin_block.block_bits(blk) is not None:
+                    self._block_scalars[id(blk)] = swin_block.block_scalars(blk, (h, w))
+        # The shared bias gather and shift mask serve the other blocks only (none: no such constants at all).
+        unfused = [blk for blk in blocks if id(blk) not in self._block_scalars]
+        tables = [b.attn.relative_position_bias_table.detach() for b in unfused]
+        self.head_offsets = {id(b): sum(t.shape[1] for t in tables[:i]) for i, b in enumerate(unfused)}
+        if unfused:
+            self.register_buffer("bias_tables", torch.cat(tables, dim=1))  # (T, sum of heads)
+            self.register_buffer("bias_index", relative_position_index(ws).reshape(-1).clone())
+            self.register_buffer("regions", shifted_window_regions(h, w, ws, ws // 2).clone())
         # Bounds become graph constants: read them once here, not while tracing.
         self._qbounds = {}
         for mod in model.modules():
@@ -136,20 +147,25 @@ class ExportableSwinIR(nn.Module):
         m, cfg = self.model, self.model.config
         h, w = self.tile
         n = self.ws * self.ws
-        # One gather for all blocks: (N*N, sum of heads) -> (1, sum of heads, N, N); block i slices its heads.
-        biases = self.bias_tables.index_select(0, self.bias_index).permute(1, 0).reshape(1, -1, n, n)
-        mask = self._shift_mask()
+        biases = mask = None
+        if self.head_offsets:
+            # One gather for all blocks: (N*N, sum of heads) -> (1, sum of heads, N, N); each block slices its heads.
+            biases = self.bias_tables.index_select(0, self.bias_index).permute(1, 0).reshape(1, -1, n, n)
+            mask = self._shift_mask()
         mean = m.mean.to(x.dtype)
         x = (x - mean) * cfg.img_range
         x = m.conv_first(x)
         b, c = x.shape[:2]
         y = _layer_norm(x.flatten(2).transpose(1, 2), m.patch_norm)
-        i = 0
         for layer in m.layers:
             z = y
             for blk in layer.blocks:
-                z = self._block(blk, z, biases[:, self.head_offsets[i] : self.head_offsets[i + 1]], mask)
-                i += 1
+                scalars = self._block_scalars.get(id(blk))
+                if scalars is not None:
+                    z = ops.qswin_block(z, **swin_block.block_tensors(blk), **vars(scalars))
+                else:
+                    o = self.head_offsets[id(blk)]
+                    z = self._block(blk, z, biases[:, o : o + blk.attn.num_heads], mask)
             z = layer.conv(z.transpose(1, 2).reshape(b, c, h, w))
             y = z.flatten(2).transpose(1, 2) + y
         y = _layer_norm(y, m.norm).transpose(1, 2).reshape(b, c, h, w)

@@ -84,6 +84,41 @@ int edgesr_qattention(const float *q, const float *k, const float *v, int groups
                       const float *bias, const float *mask, int mask_windows, const float bounds[8], int bits,
                       float *out, int threads);
 
+/* One whole quantized Swin transformer block of SwinIR (2DQuant W{b}A{b}) on a fixed token grid:
+ *   y = x + proj(attention(window_partition(shift(LN1(x)))))  mapped back (unshift, window reverse)
+ *   out = y + fc2(GELU(fc1(LN2(y))))
+ * with q, k, v, proj, fc1, fc2 quantized linears (edgesr_qlinear) and the fused quantized attention
+ * (edgesr_qattention; q is scaled before its quantizer). The relative-position bias is gathered from its table
+ * and the shifted-window mask derived from the grid once, at creation. GELU is the erf form (absolute error
+ * below 1e-6 for |x| < 10). Every intermediate stays in one workspace; nothing is allocated per call. */
+typedef struct {
+  int dim, heads, window, shift, hidden, height, width, bits;
+  float eps1, eps2, q_scale;
+  const float *norm1_weight, *norm1_bias, *norm2_weight, *norm2_bias;
+  const float *bias_table; /* ((2 window - 1)^2, heads), SwinIR's relative_position_bias_table */
+  /* Linears in the order q, k, v, proj, fc1, fc2: weight codes N x K bit-packed as for edgesr_qlinear_create,
+   * bias (N floats or NULL), input and weight bounds. */
+  const uint8_t *weight_packed[6];
+  const float *bias[6];
+  float x_bounds[6][2], w_bounds[6][2];
+  float attn_bounds[8]; /* q, k, attention map, v (lower, upper) */
+} edgesr_swin_block_desc;
+
+typedef struct edgesr_swin_block edgesr_swin_block;
+
+/* Returns NULL for inconsistent dimensions or bounds (height, width multiples of window; 0 <= shift < window;
+ * dim a multiple of heads) or on allocation failure. The descriptor's arrays are copied. */
+edgesr_swin_block *edgesr_swin_block_create(const edgesr_swin_block_desc *desc);
+void edgesr_swin_block_destroy(edgesr_swin_block *block);
+
+/* Floats of workspace one run needs. */
+size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *block);
+
+/* out (height * width x dim) from x (the same shape), row-major tokens; out may equal x. workspace: at least
+ * edgesr_swin_block_workspace_floats() floats, or NULL to allocate one for this call. Returns 0, or -1. */
+int edgesr_swin_block_run(const edgesr_swin_block *block, const float *x, float *out, float *workspace,
+                          int threads);
+
 #ifdef __cplusplus
 }
 #endif

@@ -12,6 +12,13 @@
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi" /* 64-byte vectors stay inside always-inline helpers */
+/* Fused multiply-add is exact for the code products (integers below 2^24) and only changes the last bit of the
+ * float epilogues, which are compared with a tolerance anyway; the library default (no contraction) exists
+ * for the quantizers, which this file does not share. */
+#pragma GCC optimize("fp-contract=fast")
+#endif
+#if defined(__clang__)
+#pragma clang fp contract(fast)
 #endif
 
 #define EK_ATT_MAX_N 256
@@ -19,15 +26,15 @@
 
 typedef struct {
   const float *q, *k, *v, *bias, *mask;
+  const float *labels; /* instead of mask: (mask_windows, n) region labels, -100 where two tokens' labels differ */
   float *out;
   float *scratch; /* per thread: scratch_floats floats */
   size_t scratch_floats;
   int groups, heads, n, hd, mask_windows;
+  int token_major; /* q, k, v, out as (groups, n, heads * hd) instead of (groups * heads, n, hd) */
   ek_qparams qq, kq, aq, vq;
 } att_ctx;
 
-/* Round half to even for 0 <= v < 2^22 (adding 1.5 * 2^23 leaves the integer part in the mantissa). */
-#define EK_RNE_MAGIC 12582912.0f
 #define LANES 16 /* reductions keep LANES partial results so every loop vectorises without reassociation */
 
 static inline float att_code(float v, float lo, float hi, float step) {
@@ -37,27 +44,6 @@ static inline float att_code(float v, float lo, float hi, float step) {
   return (t + EK_RNE_MAGIC) - EK_RNE_MAGIC;
 }
 
-/* exp(x) for x <= 0 (softmax after max subtraction): Cody-Waite reduction to |r| <= ln2/2 and a degree-6
- * Taylor polynomial, 2^n built in the exponent bits; relative error about 2e-7. */
-static inline float att_exp(float x) {
-  float n, r, p, s;
-  int32_t bits;
-  x = x > -87.0f ? x : -87.0f;
-  n = (x * 1.44269504f + EK_RNE_MAGIC) - EK_RNE_MAGIC;
-  r = x - n * 0.693145752f;
-  r = r - n * 1.42860677e-6f;
-  p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  bits = ((int32_t)n + 127) << 23;
-  memcpy(&s, &bits, sizeof s);
-  return p * s;
-}
-
 /* Codes (as floats) of len contiguous values. */
 static inline void att_codes(const float *x, int len, const ek_qparams *p, float *out) {
   const float lo = p->lo, hi = p->hi, step = p->step;
@@ -65,10 +51,21 @@ static inline void att_codes(const float *x, int len, const ek_qparams *p, float
   for (i = 0; i < len; ++i) out[i] = att_code(x[i], lo, hi, step);
 }
 
-/* Codes of an n x hd block, stored transposed (hd x n); tmp holds n * hd floats. */
-static inline void att_codes_t(const float *x, int n, int hd, const ek_qparams *p, float *tmp, float *out) {
+/* Codes of an n x hd block whose rows are ld floats apart, stored row-major (n x hd). */
+static inline void att_codes_rows(const float *x, int n, int hd, int ld, const ek_qparams *p, float *out) {
+  int i;
+  if (ld == hd) {
+    att_codes(x, n * hd, p, out);
+    return;
+  }
+  for (i = 0; i < n; ++i) att_codes(x + (size_t)i * ld, hd, p, out + i * hd);
+}
+
+/* The same, stored transposed (hd x n); tmp holds n * hd floats. */
+static inline void att_codes_t(const float *x, int n, int hd, int ld, const ek_qparams *p, float *tmp,
+                               float *out) {
   int i, d;
-  att_codes(x, n * hd, p, tmp);
+  att_codes_rows(x, n, hd, ld, p, tmp);
   for (i = 0; i < n; ++i)
     for (d = 0; d < hd; ++d) out[d * n + i] = tmp[i * hd + d];
 }
@@ -128,11 +125,19 @@ static inline __attribute__((always_inline)) void axpy_sum64(const float *s, con
 }
 #endif
 
+/* The map is built transposed: row j of sT holds logits (i = 0..n-1, j) for all query tokens i. Softmax over j
+ * then runs down the columns, so max, sum and the map's codes are element-wise vector ops over i, and attn·V
+ * reads sT rows as they are (no transpose of the map). bias_t / mask_t are the bias and mask transposed. */
 static inline __attribute__((always_inline)) void att_range(const att_ctx *c, long long t0, long long t1,
-                                                            float *scratch, int v64) {
-  const int n = c->n, hd = c->hd, nh = n * hd;
-  float *cq = scratch, *ckt = cq + nh, *cvt = ckt + nh, *acc = cvt + nh, *tmp = acc + nh, *cat = tmp + nh;
-  float *row = cat + n * n, *rq = row + n, *ck_sum = rq + n, *ra = ck_sum + n, *cv_sum = ra + n;
+                                                            float *scratch, int v64, const int n_fixed,
+                                                            const int hd_fixed) {
+  /* n_fixed / hd_fixed: compile-time sizes of a specialised copy (0: read them from c), so the loops over
+   * tokens have known trip counts and no tails. */
+  const int n = n_fixed ? n_fixed : c->n, hd = hd_fixed ? hd_fixed : c->hd, nh = n * hd;
+  float *EK_RESTRICT cqt = scratch, *EK_RESTRICT ck = cqt + nh, *EK_RESTRICT cvt = ck + nh;
+  float *EK_RESTRICT acc = cvt + nh, *EK_RESTRICT tmp = acc + nh, *EK_RESTRICT st = tmp + nh;
+  float *EK_RESTRICT rq = st + n * n, *EK_RESTRICT ra = rq + n, *EK_RESTRICT mx = ra + n;
+  float *EK_RESTRICT sm = mx + n, *EK_RESTRICT cv_sum = sm + n;
   const float a_qk = c->qq.step * c->kq.step, b_qk = c->qq.step * c->kq.lo, c_qk = c->qq.lo * c->kq.step;
   const float d_qk = (float)hd * c->qq.lo * c->kq.lo;
   const float a_av = c->aq.step * c->vq.step, b_av = c->aq.step * c->vq.lo, c_av = c->aq.lo * c->vq.step;
@@ -142,56 +147,78 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
   int i, j, d;
   for (t = t0; t < t1; ++t) {
     const int g = (int)(t / c->heads), h = (int)(t % c->heads);
-    const size_t off = (size_t)t * nh;
-    const float *bias = c->bias + (size_t)h * n * n;
-    const float *mask = c->mask ? c->mask + (size_t)(g % c->mask_windows) * n * n : NULL;
+    const int ld = c->token_major ? c->heads * hd : hd;
+    const size_t off = c->token_major ? (size_t)g * n * ld + (size_t)h * hd : (size_t)t * nh;
+    const float *bias_t = c->bias + (size_t)h * n * n;
+    const float *mask_t = c->mask ? c->mask + (size_t)(g % c->mask_windows) * n * n : NULL;
+    const float *lab = c->labels ? c->labels + (size_t)(g % c->mask_windows) * n : NULL;
     float *out = c->out + off;
-    /* Codes: q row-major (n x hd); k and v transposed (hd x n) so the inner loops run over tokens. */
-    att_codes(c->q + off, nh, &c->qq, cq);
-    att_codes_t(c->k + off, n, hd, &c->kq, tmp, ckt);
-    att_codes_t(c->v + off, n, hd, &c->vq, tmp, cvt);
-    for (i = 0; i < n; ++i) rq[i] = att_sum(cq + i * hd, hd);
-    for (j = 0; j < n; ++j) ck_sum[j] = 0.0f;
+    /* Codes: k row-major (n x hd), q and v transposed (hd x n) so the vector loops run over tokens. */
+    att_codes_t(c->q + off, n, hd, ld, &c->qq, tmp, cqt);
+    att_codes_rows(c->k + off, n, hd, ld, &c->kq, ck);
+    att_codes_t(c->v + off, n, hd, ld, &c->vq, tmp, cvt);
+    for (i = 0; i < n; ++i) rq[i] = 0.0f;
     for (d = 0; d < hd; ++d)
-      for (j = 0; j < n; ++j) ck_sum[j] += ckt[d * n + j];
-    for (d = 0; d < hd; ++d) cv_sum[d] = att_sum(cvt + d * n, n);
+      for (i = 0; i < n; ++i) rq[i] += cqt[d * n + i];
     for (i = 0; i < n; ++i) {
-      const float ri = b_qk * rq[i] + d_qk;
-      const float *bi = bias + (size_t)i * n;
-      float mx, sum;
+      rq[i] = b_qk * rq[i] + d_qk;
+      mx[i] = -INFINITY;
+      sm[i] = 0.0f;
+      ra[i] = 0.0f;
+    }
+    for (d = 0; d < hd; ++d) cv_sum[d] = att_sum(cvt + d * n, n);
+    for (j = 0; j < n; ++j) {
+      float *sj = st + (size_t)j * n;
+      const float *bj = bias_t + (size_t)j * n;
+      const float cj = c_qk * att_sum(ck + j * hd, hd);
 #ifdef EK_ATT_V64
       if (v64 && n == 64) {
-        axpy_sum64(cq + i * hd, ckt, hd, row);  /* row[j] = sum_d cq[i][d] ckt[d][j] */
+        axpy_sum64(ck + j * hd, cqt, hd, sj); /* sj[i] = sum_d ck[j][d] cq[i][d] */
       } else
 #endif
       {
-        for (j = 0; j < n; ++j) row[j] = 0.0f;
+        for (i = 0; i < n; ++i) sj[i] = 0.0f;
         for (d = 0; d < hd; ++d) {
-          const float a = cq[i * hd + d];
-          const float *kd = ckt + d * n;
-          for (j = 0; j < n; ++j) row[j] += a * kd[j];
+          const float a = ck[j * hd + d];
+          const float *qd = cqt + d * n;
+          for (i = 0; i < n; ++i) sj[i] += a * qd[i];
         }
       }
-      for (j = 0; j < n; ++j) row[j] = a_qk * row[j] + (ri + c_qk * ck_sum[j]) + bi[j];
-      if (mask)
-        for (j = 0; j < n; ++j) row[j] += mask[(size_t)i * n + j];
-      mx = att_max(row, n);
-      for (j = 0; j < n; ++j) row[j] = att_exp(row[j] - mx);
-      sum = 1.0f / att_sum(row, n);
-      /* The map's codes use reciprocal multiplies (one division per row, not two per element): the
-       * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
-      for (j = 0; j < n; ++j) {
-        float p = row[j] * sum;
+      for (i = 0; i < n; ++i) sj[i] = a_qk * sj[i] + (rq[i] + cj) + bj[i];
+      if (mask_t) {
+        const float *mj = mask_t + (size_t)j * n;
+        for (i = 0; i < n; ++i) sj[i] += mj[i];
+      } else if (lab) {
+        const float lj = lab[j];
+        for (i = 0; i < n; ++i) sj[i] += lab[i] == lj ? 0.0f : -100.0f;
+      }
+      for (i = 0; i < n; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
+    }
+    for (j = 0; j < n; ++j) {
+      float *sj = st + (size_t)j * n;
+      for (i = 0; i < n; ++i) {
+        const float e = ek_exp_approx(sj[i] - mx[i]);
+        sj[i] = e;
+        sm[i] += e;
+      }
+    }
+    /* The map's codes use reciprocal multiplies (one division per query, not one per element): the
+     * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
+    for (i = 0; i < n; ++i) sm[i] = 1.0f / sm[i];
+    for (j = 0; j < n; ++j) {
+      float *sj = st + (size_t)j * n;
+      for (i = 0; i < n; ++i) {
+        float p = sj[i] * sm[i];
         p = p > alo ? p : alo;
         p = (p < ahi ? p : ahi) - alo;
-        row[j] = (p * arstep + EK_RNE_MAGIC) - EK_RNE_MAGIC;
+        p = (p * arstep + EK_RNE_MAGIC) - EK_RNE_MAGIC;
+        sj[i] = p;
+        ra[i] += p;
       }
-      ra[i] = att_sum(row, n);
-      for (j = 0; j < n; ++j) cat[j * n + i] = row[j];
     }
 #ifdef EK_ATT_V64
     if (v64 && n == 64) {
-      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * 64, cat, 64, acc + d * 64);  /* sum_j cv[j][d] cat[j][.] */
+      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * 64, st, 64, acc + d * 64); /* sum_j cv[j][d] ca[.][j] */
     } else
 #endif
       for (d = 0; d < hd; ++d) {
@@ -200,33 +227,45 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
         for (i = 0; i < n; ++i) ad[i] = 0.0f;
         for (j = 0; j < n; ++j) {
           const float b = vd[j];
-          const float *cj = cat + j * n;
-          for (i = 0; i < n; ++i) ad[i] += b * cj[i];
+          const float *sj = st + (size_t)j * n;
+          for (i = 0; i < n; ++i) ad[i] += b * sj[i];
         }
       }
     for (i = 0; i < n; ++i)
-      for (d = 0; d < hd; ++d) out[i * hd + d] = a_av * acc[d * n + i] + (b_av * ra[i] + c_av * cv_sum[d] + d_av);
+      for (d = 0; d < hd; ++d)
+        out[(size_t)i * ld + d] = a_av * acc[d * n + i] + (b_av * ra[i] + c_av * cv_sum[d] + d_av);
   }
 }
 
 /* The 64-float vector path needs 16 registers of 16 bytes (NEON) or 4 of 64 (AVX-512); x86 without AVX-512
- * would spill them, so it takes the plain loops. */
+ * would spill them, so it takes the plain loops. Each path has a copy specialised for SwinIR-light's window
+ * (n = 64 tokens, hd = 10) and a general one. */
+#define ATT_DISPATCH(c, t0, t1, scratch, v64)                                              \
+  do {                                                                                     \
+    if ((c)->n == 64 && (c)->hd == 10)                                                     \
+      att_range(c, t0, t1, scratch, v64, 64, 10);                                          \
+    else if ((c)->n == 64)                                                                 \
+      att_range(c, t0, t1, scratch, v64, 64, 0);                                           \
+    else                                                                                   \
+      att_range(c, t0, t1, scratch, v64, 0, 0);                                            \
+  } while (0)
+
 static void att_range_generic(const att_ctx *c, long long t0, long long t1, float *scratch) {
 #ifdef EK_ARM64
-  att_range(c, t0, t1, scratch, 1);
+  ATT_DISPATCH(c, t0, t1, scratch, 1);
 #else
-  att_range(c, t0, t1, scratch, 0);
+  ATT_DISPATCH(c, t0, t1, scratch, 0);
 #endif
 }
 
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
-__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw"))) static void att_range_avx512(
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void att_range_avx512(
     const att_ctx *c, long long t0, long long t1, float *scratch) {
-  att_range(c, t0, t1, scratch, 1);
+  ATT_DISPATCH(c, t0, t1, scratch, 1);
 }
 __attribute__((target("avx2,fma"))) static void att_range_avx2(const att_ctx *c, long long t0, long long t1,
                                                                float *scratch) {
-  att_range(c, t0, t1, scratch, 0);
+  ATT_DISPATCH(c, t0, t1, scratch, 0);
 }
 #endif
 
@@ -246,26 +285,39 @@ static void att_task(void *ctx, int tid, int nt) {
     att_range_generic(c, t0, t1, scratch);
 }
 
-int edgesr_qattention(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
-                      const float *bias, const float *mask, int mask_windows, const float bounds[8], int bits,
-                      float *out, int threads) {
+/* n x n blocks, each transposed into dst. */
+static void att_transpose_blocks(const float *src, int blocks, int n, float *dst) {
+  int b, i, j;
+  for (b = 0; b < blocks; ++b) {
+    const float *s = src + (size_t)b * n * n;
+    float *o = dst + (size_t)b * n * n;
+    for (i = 0; i < n; ++i)
+      for (j = 0; j < n; ++j) o[(size_t)j * n + i] = s[(size_t)i * n + j];
+  }
+}
+
+int ek_qattention_t(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
+                    int token_major, const float *bias_t, const float *mask_t, const float *labels,
+                    int mask_windows, const float bounds[8], int bits, float *out, int threads) {
   att_ctx c;
   long long total;
   int nt;
-  if (!q || !k || !v || !bias || !bounds || !out || bits < 1 || bits > 8 || groups < 1 || heads < 1 || n < 1 ||
-      n > EK_ATT_MAX_N || hd < 1 || hd > EK_ATT_MAX_HD || (mask && mask_windows < 1))
+  if (!q || !k || !v || !bias_t || !bounds || !out || bits < 1 || bits > 8 || groups < 1 || heads < 1 || n < 1 ||
+      n > EK_ATT_MAX_N || hd < 1 || hd > EK_ATT_MAX_HD || ((mask_t || labels) && mask_windows < 1))
     return -1;
   c.q = q;
   c.k = k;
   c.v = v;
-  c.bias = bias;
-  c.mask = mask;
+  c.bias = bias_t;
+  c.mask = mask_t;
+  c.labels = mask_t ? NULL : labels;
+  c.token_major = token_major;
   c.out = out;
   c.groups = groups;
   c.heads = heads;
   c.n = n;
   c.hd = hd;
-  c.mask_windows = mask ? mask_windows : 1;
+  c.mask_windows = mask_t || labels ? mask_windows : 1;
   c.qq = ek_make_qparams(bounds[0], bounds[1], bits);
   c.kq = ek_make_qparams(bounds[2], bounds[3], bits);
   c.aq = ek_make_qparams(bounds[4], bounds[5], bits);
@@ -281,4 +333,26 @@ int edgesr_qattention(const float *q, const float *k, const float *v, int groups
   ek_parallel(nt, att_task, &c);
   free(c.scratch);
   return 0;
+}
+
+int edgesr_qattention(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
+                      const float *bias, const float *mask, int mask_windows, const float bounds[8], int bits,
+                      float *out, int threads) {
+  float *bias_t, *mask_t = NULL;
+  int rc;
+  if (!bias || n < 1 || n > EK_ATT_MAX_N || heads < 1 || (mask && mask_windows < 1)) return -1;
+  bias_t = (float *)malloc((size_t)heads * n * n * sizeof(float));
+  if (mask) mask_t = (float *)malloc((size_t)mask_windows * n * n * sizeof(float));
+  if (!bias_t || (mask && !mask_t)) {
+    free(bias_t);
+    free(mask_t);
+    return -1;
+  }
+  att_transpose_blocks(bias, heads, n, bias_t);
+  if (mask) att_transpose_blocks(mask, mask_windows, n, mask_t);
+  rc = ek_qattention_t(q, k, v, groups, heads, n, hd, 0, bias_t, mask_t, NULL, mask_windows, bounds, bits, out,
+                       threads);
+  free(bias_t);
+  free(mask_t);
+  return rc;
 }

@@ -188,6 +188,40 @@ EK_HIDDEN void ek_scalar_quantize_rows(const float *x, size_t ldx, int m, int k,
 typedef void (*ek_task_fn)(void *ctx, int tid, int nt);
 EK_HIDDEN void ek_parallel(int nt, ek_task_fn fn, void *ctx);
 
+/* Round half to even for 0 <= v < 2^22 (adding 1.5 * 2^23 leaves the integer part in the mantissa). */
+#define EK_RNE_MAGIC 12582912.0f
+/* exp(x) for x <= 0 (softmax after max subtraction, GELU's erf): Cody-Waite reduction to |r| <= ln2/2 and a
+ * degree-6 Taylor polynomial, 2^n built in the exponent bits; relative error about 2e-7. Arguments below -80
+ * give exp(-80) = 1.8e-35: a result (or a product of it with a probability) near 2^-126 would be subnormal,
+ * and subnormal arithmetic costs x86 cores about a hundred cycles per vector op; masked attention entries
+ * (logit - 100) hit it in every shifted window. No 4-bit code can tell 1e-35 from 0. */
+EK_INLINE float ek_exp_approx(float x) {
+  float n, r, p, s;
+  int32_t bits;
+  x = x > -80.0f ? x : -80.0f;
+  n = (x * 1.44269504f + EK_RNE_MAGIC) - EK_RNE_MAGIC;
+  r = x - n * 0.693145752f;
+  r = r - n * 1.42860677e-6f;
+  p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  bits = ((int32_t)n + 127) << 23;
+  memcpy(&s, &bits, sizeof s);
+  return p * s;
+}
+
+/* edgesr_qattention for callers that prepare its constants once: bias and mask already transposed per n x n
+ * block (bias_t[h][j][i] = bias[h][i][j]); or, instead of a mask, (mask_windows, n) region labels (the shifted-
+ * window mask is -100 where two tokens' labels differ). token_major: q, k, v and out are (groups, n, heads * hd)
+ * as the linears produce them, instead of (groups * heads, n, hd). */
+EK_HIDDEN int ek_qattention_t(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
+                              int token_major, const float *bias_t, const float *mask_t, const float *labels,
+                              int mask_windows, const float bounds[8], int bits, float *out, int threads);
+
 /* threads argument of the public API -> 1 .. EK_MAX_THREADS. */
 EK_INLINE int ek_clamp_threads(int threads) {
   return threads < 1 ? 1 : threads > EK_MAX_THREADS ? EK_MAX_THREADS : threads;
@@ -195,6 +229,7 @@ EK_INLINE int ek_clamp_threads(int threads) {
 
 EK_INLINE int ek_round_up(int v, int m) { return (v + m - 1) / m * m; }
 EK_INLINE int ek_min(int a, int b) { return a < b ? a : b; }
+EK_INLINE int ek_max(int a, int b) { return a > b ? a : b; }
 
 EK_INLINE uint32_t ek_load_u32(const void *p) {
   uint32_t v;

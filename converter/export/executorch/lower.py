@@ -36,12 +36,13 @@ def descriptor(model: SwinIR, tile: tuple[int, int], fmt: str) -> dict:
 
 
 def export_pte(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,
-               fuse_attention: bool = False) -> dict:
+               fuse_attention: bool = False, fuse_blocks: bool = True) -> dict:
     """Lower ``model`` (FP or fake-quant) to a ``.pte`` for one static LR tile; writes atomically.
 
-    Returns a report: bytes, delegate partitions per backend, seconds spent. ``fuse_attention`` lowers each
-    quantized attention to one ``edgesr_qattention`` call instead of two quantized matmuls around XNNPACK's
-    softmax; on the x86 CPU it was measured on, the unfused graph is faster (see README), hence the default.
+    Returns a report: bytes, delegate partitions per backend, seconds spent. ``fuse_blocks`` (default) lowers
+    each uniformly quantized Swin block to one native ``edgesr_swin_block`` call; without it every quantized
+    linear / matmul is its own delegate call between XNNPACK partitions, and ``fuse_attention`` then picks one
+    fused attention call instead of two quantized matmuls around XNNPACK's softmax.
     """
     # torchao (imported by executorch) logs a warning per CUDA-only extension it cannot load on CPU builds.
     logging.getLogger("torchao").setLevel(logging.ERROR)
@@ -52,7 +53,7 @@ def export_pte(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64),
 
     quantized = getattr(model, "quant_config", None) is not None
     t0 = time.perf_counter()
-    wrapper = ExportableSwinIR(model.eval(), tile, fuse_attention=fuse_attention).eval()
+    wrapper = ExportableSwinIR(model.eval(), tile, fuse_attention=fuse_attention, fuse_blocks=fuse_blocks).eval()
     example = (torch.rand(1, model.config.in_chans, *tile),)
     with torch.no_grad():
         ep = torch.export.export(wrapper, example, strict=False)

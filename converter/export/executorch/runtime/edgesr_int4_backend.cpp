@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <vector>
 
 #include <executorch/runtime/backend/interface.h>
 #include <executorch/runtime/core/error.h>
@@ -30,6 +31,7 @@ constexpr uint32_t kVersion = 1;
 constexpr uint32_t kOpLinear = 1;
 constexpr uint32_t kOpBmm = 2;
 constexpr uint32_t kOpAttention = 3;
+constexpr uint32_t kOpSwinBlock = 4;
 
 int g_threads = 0;  // 0: not set; read EDGESR_THREADS once, default 1
 
@@ -82,7 +84,79 @@ struct Handle {
   // attention
   int heads = 0, has_mask = 0;
   float bounds[8] = {};
+  // whole Swin block
+  edgesr_swin_block* block = nullptr;
+  size_t tokens = 0, dim = 0, workspace_floats = 0;
 };
+
+// Floats from the blob, copied (the blob may not be 4-byte aligned).
+bool read_floats(Reader& r, size_t count, std::vector<float>& out) {
+  const uint8_t* raw = r.take(sizeof(float) * count);
+  if (!raw) return false;
+  out.resize(count);
+  std::memcpy(out.data(), raw, sizeof(float) * count);
+  return true;
+}
+
+// Parses the swin-block blob (layout: ../backend.py) and creates the native block.
+edgesr_swin_block* create_swin_block(Reader& r, int bits, Handle* h) {
+  edgesr_swin_block_desc d{};
+  d.bits = bits;
+  uint32_t dims[7];
+  for (uint32_t& v : dims) v = r.get<uint32_t>();
+  d.dim = static_cast<int>(dims[0]);
+  d.heads = static_cast<int>(dims[1]);
+  d.window = static_cast<int>(dims[2]);
+  d.shift = static_cast<int>(dims[3]);
+  d.hidden = static_cast<int>(dims[4]);
+  d.height = static_cast<int>(dims[5]);
+  d.width = static_cast<int>(dims[6]);
+  d.eps1 = r.get<float>();
+  d.eps2 = r.get<float>();
+  d.q_scale = r.get<float>();
+  float bounds[32];
+  for (float& b : bounds) b = r.get<float>();
+  if (!r.ok || d.dim < 1 || d.dim > 4096 || d.heads < 1 || d.window < 1 || d.window > 64 || d.hidden < 1 ||
+      d.hidden > 16384)
+    return nullptr;
+  const size_t c = static_cast<size_t>(d.dim), table = static_cast<size_t>(2 * d.window - 1) * (2 * d.window - 1);
+  std::vector<float> norms, bias_table, biases[6];
+  if (!read_floats(r, 4 * c, norms) || !read_floats(r, table * static_cast<size_t>(d.heads), bias_table))
+    return nullptr;
+  d.norm1_weight = norms.data();
+  d.norm1_bias = norms.data() + c;
+  d.norm2_weight = norms.data() + 2 * c;
+  d.norm2_bias = norms.data() + 3 * c;
+  d.bias_table = bias_table.data();
+  for (int i = 0; i < 6; ++i) {
+    const size_t n = i == 4 ? static_cast<size_t>(d.hidden) : c, k = i == 5 ? static_cast<size_t>(d.hidden) : c;
+    const uint32_t packed_bytes = r.get<uint32_t>();
+    if (!r.ok || packed_bytes != (n * k * static_cast<size_t>(bits) + 7) / 8) return nullptr;
+    d.weight_packed[i] = r.take(packed_bytes);
+    const uint32_t has_bias = r.get<uint32_t>();
+    if (!r.ok || (has_bias && !read_floats(r, n, biases[i]))) return nullptr;
+    d.bias[i] = has_bias ? biases[i].data() : nullptr;
+    d.x_bounds[i][0] = bounds[4 * i];
+    d.x_bounds[i][1] = bounds[4 * i + 1];
+    d.w_bounds[i][0] = bounds[4 * i + 2];
+    d.w_bounds[i][1] = bounds[4 * i + 3];
+  }
+  for (int i = 0; i < 8; ++i) d.attn_bounds[i] = bounds[24 + i];
+  edgesr_swin_block* block = edgesr_swin_block_create(&d);  // copies everything it keeps
+  if (block) {
+    h->tokens = static_cast<size_t>(d.height) * d.width;
+    h->dim = c;
+    h->workspace_floats = edgesr_swin_block_workspace_floats(block);
+  }
+  return block;
+}
+
+// One workspace per executing thread, shared by every block it runs (blocks run one after another).
+float* block_workspace(size_t floats) {
+  thread_local std::vector<float> workspace;
+  if (workspace.size() < floats) workspace.resize(floats);
+  return workspace.data();
+}
 
 class EdgesrInt4Backend final : public BackendInterface {
  public:
@@ -149,6 +223,12 @@ class EdgesrInt4Backend final : public BackendInterface {
         delete h;
         return Error::InvalidProgram;
       }
+    } else if (h->op == kOpSwinBlock) {
+      h->block = create_swin_block(r, h->bits, h);
+      if (!h->block) {
+        delete h;
+        return Error::InvalidProgram;
+      }
     } else {
       delete h;
       return Error::InvalidProgram;
@@ -170,6 +250,17 @@ class EdgesrInt4Backend final : public BackendInterface {
       return Error::Ok;
     }
     if (h->op == kOpAttention) return execute_attention(h, args);
+    if (h->op == kOpSwinBlock) {
+      if (args.size() != 2 || !args[0]->isTensor() || !args[1]->isTensor()) return Error::InvalidArgument;
+      const auto& x = args[0]->toTensor();
+      auto& y = args[1]->toTensor();
+      const ssize_t want = static_cast<ssize_t>(h->tokens * h->dim);
+      if (x.numel() != want || y.numel() != want) return Error::InvalidArgument;
+      float* ws = block_workspace(h->workspace_floats);
+      int rc = edgesr_swin_block_run(h->block, x.const_data_ptr<float>(), y.mutable_data_ptr<float>(), ws,
+                                     thread_count());
+      return rc == 0 ? Error::Ok : Error::InvalidState;
+    }
     if (args.size() != 3 || !args[0]->isTensor() || !args[1]->isTensor() || !args[2]->isTensor())
       return Error::InvalidArgument;
     const auto& a = args[0]->toTensor();
@@ -221,6 +312,7 @@ class EdgesrInt4Backend final : public BackendInterface {
     auto* h = static_cast<Handle*>(handle);
     if (h) {
       if (h->linear) edgesr_qlinear_destroy(h->linear);
+      if (h->block) edgesr_swin_block_destroy(h->block);
       delete h;
     }
   }

@@ -1,0 +1,316 @@
+/* A whole quantized Swin block (edgesr_swin_block_*, see the public header) on one fixed token grid.
+ *
+ * Why one op: between its six quantized linears and its attention a Swin block has two LayerNorms, a shift,
+ * window partition / reverse, GELU and two residual adds. Run as separate graph nodes, each of those is a
+ * memory pass plus a framework boundary; here they are folded into the passes that must exist anyway:
+ *   LN1 writes its tokens straight to their (shifted) window positions, the attention reads q, k, v in the
+ *   layout the linears wrote, and the residual add scatters the projection back to token order.
+ * Example, SwinIR-light on a 64x64 tile: 4096 tokens x 60 channels, 64 windows of 64 tokens, 6 heads of 10.
+ *
+ * Workspace (floats, T tokens, C channels, F hidden): A (T x C): windows, later LN2; Q, K, V (T x C each):
+ * the projections, Q later holds proj's output and K fc2's; H (T x max(F, C)): attention output, later fc1.
+ */
+#include "ek_internal.h"
+
+#if defined(__GNUC__) && !defined(__clang__)
+/* Contraction only changes the last bit of LayerNorm / GELU arithmetic (compared with a tolerance); codes are
+ * decided inside the linear and attention kernels. */
+#pragma GCC optimize("fp-contract=fast")
+#endif
+#if defined(__clang__)
+#pragma clang fp contract(fast)
+#endif
+
+struct edgesr_swin_block {
+  int dim, heads, window, shift, hidden, height, width, bits, tokens, n, windows;
+  float eps1, eps2, q_scale;
+  float attn_bounds[8];
+  float *norm;    /* 4 x dim: norm1 weight, bias, norm2 weight, bias */
+  float *bias_t;  /* heads x n x n, transposed per head (what ek_qattention_t takes) */
+  float *labels;  /* windows x n region labels of the shifted grid, NULL without shift */
+  int32_t *order; /* window-order position -> token index (shift included) */
+  edgesr_qlinear *lin[6];
+};
+
+enum { LIN_Q, LIN_K, LIN_V, LIN_PROJ, LIN_FC1, LIN_FC2 };
+
+/* ---- element-wise passes, compiled per ISA (the loops over channels vectorise) ---------------------------- */
+
+typedef struct {
+  const struct edgesr_swin_block *b;
+  const float *x;
+  float *out, *dst;
+  const float *src;
+  size_t count; /* rows (LN, scatter) or elements (GELU, add) */
+  int stage;
+} blk_ctx;
+
+enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD, STAGE_LN2, STAGE_GELU, STAGE_ADD };
+
+#define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
+
+EK_INLINE void blk_layer_norm(const float *EK_RESTRICT x, int c, float eps, const float *EK_RESTRICT w,
+                              const float *EK_RESTRICT bias, float *EK_RESTRICT y) {
+  float ps[BLK_LANES] = {0}, pv[BLK_LANES] = {0}, mean = 0.0f, var = 0.0f, rstd;
+  int i, l;
+  for (i = 0; i + BLK_LANES <= c; i += BLK_LANES)
+    for (l = 0; l < BLK_LANES; ++l) ps[l] += x[i + l];
+  for (; i < c; ++i) mean += x[i];
+  for (l = 0; l < BLK_LANES; ++l) mean += ps[l];
+  mean /= (float)c;
+  for (i = 0; i + BLK_LANES <= c; i += BLK_LANES)
+    for (l = 0; l < BLK_LANES; ++l) {
+      const float d = x[i + l] - mean;
+      pv[l] += d * d;
+    }
+  for (; i < c; ++i) {
+    const float d = x[i] - mean;
+    var += d * d;
+  }
+  for (l = 0; l < BLK_LANES; ++l) var += pv[l];
+  rstd = 1.0f / sqrtf(var / (float)c + eps);
+  for (i = 0; i < c; ++i) y[i] = (x[i] - mean) * rstd * w[i] + bias[i];
+}
+
+/* GELU(x) = x/2 (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
+EK_INLINE float blk_gelu(float x) {
+  const float z = x * 0.70710678f, a = z < 0.0f ? -z : z;
+  const float t = 1.0f / (1.0f + 0.3275911f * a);
+  float p = 1.061405429f;
+  float e;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  e = 1.0f - p * t * ek_exp_approx(-a * a);
+  return 0.5f * x * (1.0f + (z < 0.0f ? -e : e));
+}
+
+EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
+  const struct edgesr_swin_block *b = c->b;
+  const int dim = b->dim;
+  size_t i;
+  switch (c->stage) {
+  case STAGE_LN1_GATHER:
+    for (i = i0; i < i1; ++i)
+      blk_layer_norm(c->x + (size_t)b->order[i] * dim, dim, b->eps1, b->norm, b->norm + dim, c->dst + i * dim);
+    break;
+  case STAGE_SCALE: {
+    const float s = b->q_scale;
+    float *EK_RESTRICT d = c->dst;
+    for (i = i0; i < i1; ++i) d[i] *= s;
+    break;
+  }
+  case STAGE_SCATTER_ADD:
+    for (i = i0; i < i1; ++i) {
+      const size_t tok = (size_t)b->order[i] * dim;
+      const float *x = c->x + tok, *p = c->src + i * dim;
+      float *o = c->out + tok;
+      int k;
+      for (k = 0; k < dim; ++k) o[k] = x[k] + p[k];
+    }
+    break;
+  case STAGE_LN2:
+    for (i = i0; i < i1; ++i)
+      blk_layer_norm(c->out + i * dim, dim, b->eps2, b->norm + 2 * dim, b->norm + 3 * dim, c->dst + i * dim);
+    break;
+  case STAGE_GELU: {
+    float *EK_RESTRICT d = c->dst;
+    for (i = i0; i < i1; ++i) d[i] = blk_gelu(d[i]);
+    break;
+  }
+  default: { /* STAGE_ADD */
+    float *EK_RESTRICT o = c->out;
+    const float *EK_RESTRICT s = c->src;
+    for (i = i0; i < i1; ++i) o[i] += s[i];
+    break;
+  }
+  }
+}
+
+static void blk_stage_generic(const blk_ctx *c, size_t i0, size_t i1) { blk_stage_body(c, i0, i1); }
+
+#if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
+__attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void blk_stage_avx512(const blk_ctx *c,
+                                                                                                size_t i0,
+                                                                                                size_t i1) {
+  blk_stage_body(c, i0, i1);
+}
+__attribute__((target("avx2,fma"))) static void blk_stage_avx2(const blk_ctx *c, size_t i0, size_t i1) {
+  blk_stage_body(c, i0, i1);
+}
+#endif
+
+static void blk_task(void *ctx, int tid, int nt) {
+  const blk_ctx *c = (const blk_ctx *)ctx;
+  const size_t i0 = c->count * (size_t)tid / (size_t)nt, i1 = c->count * (size_t)(tid + 1) / (size_t)nt;
+#if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
+  const int isa = edgesr_active_isa();
+  if (isa == EDGESR_ISA_AVX512_VNNI) {
+    blk_stage_avx512(c, i0, i1);
+    return;
+  }
+  if (isa == EDGESR_ISA_AVX2) {
+    blk_stage_avx2(c, i0, i1);
+    return;
+  }
+#endif
+  blk_stage_generic(c, i0, i1);
+}
+
+static void blk_stage(const struct edgesr_swin_block *b, int stage, const float *x, float *out, float *dst,
+                      const float *src, size_t count, int threads) {
+  blk_ctx c;
+  c.b = b;
+  c.x = x;
+  c.out = out;
+  c.dst = dst;
+  c.src = src;
+  c.count = count;
+  c.stage = stage;
+  ek_parallel(threads, blk_task, &c);
+}
+
+/* ---- creation --------------------------------------------------------------------------------------------- */
+
+/* SwinIR's shifted-window regions: rows [0, H - ws), [H - ws, H - shift), [H - shift, H) (same for columns)
+ * of the shifted grid, label = 3 * row region + column region. */
+static int blk_region(int r, int size, int ws, int shift) { return r < size - ws ? 0 : r < size - shift ? 1 : 2; }
+
+static int blk_prepare_grid(struct edgesr_swin_block *b) {
+  const int ws = b->window, nww = b->width / ws;
+  int p;
+  b->order = (int32_t *)malloc(sizeof(int32_t) * (size_t)b->tokens);
+  if (b->shift) b->labels = (float *)malloc(sizeof(float) * (size_t)b->tokens);
+  if (!b->order || (b->shift && !b->labels)) return -1;
+  for (p = 0; p < b->tokens; ++p) {
+    const int win = p / b->n, t = p % b->n;
+    const int r = (win / nww) * ws + t / ws, col = (win % nww) * ws + t % ws; /* shifted grid */
+    /* The shifted grid's (r, col) holds token ((r + shift) mod H, (col + shift) mod W). */
+    b->order[p] = ((r + b->shift) % b->height) * b->width + (col + b->shift) % b->width;
+    if (b->labels)
+      b->labels[p] = (float)(3 * blk_region(r, b->height, ws, b->shift) + blk_region(col, b->width, ws, b->shift));
+  }
+  return 0;
+}
+
+/* bias_t[h][j][i] = table[index(i, j)][h], index(i, j) = (dy + ws - 1) (2 ws - 1) + dx + ws - 1 for token i at
+ * (yi, xi) and j at (yj, xj), dy = yi - yj, dx = xi - xj. */
+static int blk_prepare_bias(struct edgesr_swin_block *b, const float *table) {
+  const int ws = b->window, n = b->n, heads = b->heads;
+  int h, i, j;
+  b->bias_t = (float *)malloc(sizeof(float) * (size_t)heads * n * n);
+  if (!b->bias_t) return -1;
+  for (i = 0; i < n; ++i)
+    for (j = 0; j < n; ++j) {
+      const int dy = i / ws - j / ws, dx = i % ws - j % ws;
+      const int idx = (dy + ws - 1) * (2 * ws - 1) + dx + ws - 1;
+      for (h = 0; h < heads; ++h) b->bias_t[((size_t)h * n + j) * n + i] = table[(size_t)idx * heads + h];
+    }
+  return 0;
+}
+
+edgesr_swin_block *edgesr_swin_block_create(const edgesr_swin_block_desc *d) {
+  struct edgesr_swin_block *b;
+  int i;
+  if (!d || d->dim < 1 || d->heads < 1 || d->dim % d->heads || d->window < 1 || d->shift < 0 ||
+      d->shift >= d->window || d->hidden < 1 || d->height < 1 || d->width < 1 || d->height % d->window ||
+      d->width % d->window || d->bits < 1 || d->bits > 8 || !d->norm1_weight || !d->norm1_bias ||
+      !d->norm2_weight || !d->norm2_bias || !d->bias_table || d->window * d->window > 256 ||
+      d->dim / d->heads > 64)
+    return NULL;
+  for (i = 0; i < 6; ++i)
+    if (!d->weight_packed[i]) return NULL;
+  for (i = 0; i < 4; ++i)
+    if (!ek_make_qparams(d->attn_bounds[2 * i], d->attn_bounds[2 * i + 1], d->bits).valid) return NULL;
+  b = (struct edgesr_swin_block *)calloc(1, sizeof *b);
+  if (!b) return NULL;
+  b->dim = d->dim;
+  b->heads = d->heads;
+  b->window = d->window;
+  b->shift = d->shift;
+  b->hidden = d->hidden;
+  b->height = d->height;
+  b->width = d->width;
+  b->bits = d->bits;
+  b->n = d->window * d->window;
+  b->tokens = d->height * d->width;
+  b->windows = b->tokens / b->n;
+  b->eps1 = d->eps1;
+  b->eps2 = d->eps2;
+  b->q_scale = d->q_scale;
+  memcpy(b->attn_bounds, d->attn_bounds, sizeof b->attn_bounds);
+  b->norm = (float *)malloc(sizeof(float) * 4 * (size_t)d->dim);
+  if (!b->norm || blk_prepare_grid(b) || blk_prepare_bias(b, d->bias_table)) goto fail;
+  memcpy(b->norm, d->norm1_weight, sizeof(float) * d->dim);
+  memcpy(b->norm + d->dim, d->norm1_bias, sizeof(float) * d->dim);
+  memcpy(b->norm + 2 * d->dim, d->norm2_weight, sizeof(float) * d->dim);
+  memcpy(b->norm + 3 * d->dim, d->norm2_bias, sizeof(float) * d->dim);
+  for (i = 0; i < 6; ++i) {
+    const int n = i == LIN_FC1 ? d->hidden : d->dim, k = i == LIN_FC2 ? d->hidden : d->dim;
+    b->lin[i] = edgesr_qlinear_create(n, k, d->bits, d->weight_packed[i], d->w_bounds[i][0], d->w_bounds[i][1],
+                                      d->x_bounds[i][0], d->x_bounds[i][1], d->bias[i]);
+    if (!b->lin[i]) goto fail;
+  }
+  return b;
+fail:
+  edgesr_swin_block_destroy(b);
+  return NULL;
+}
+
+void edgesr_swin_block_destroy(edgesr_swin_block *b) {
+  int i;
+  if (!b) return;
+  for (i = 0; i < 6; ++i) edgesr_qlinear_destroy(b->lin[i]);
+  free(b->norm);
+  free(b->bias_t);
+  free(b->labels);
+  free(b->order);
+  free(b);
+}
+
+size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
+  if (!b) return 0;
+  return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim));
+}
+
+/* ---- run -------------------------------------------------------------------------------------------------- */
+
+int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out, float *workspace, int threads) {
+  size_t tc;
+  float *own = NULL, *A, *Q, *K, *V, *H;
+  int nt, rc;
+  if (!b || !x || !out) return -1;
+  tc = (size_t)b->tokens * b->dim;
+  if (!workspace) {
+    own = (float *)malloc(sizeof(float) * edgesr_swin_block_workspace_floats(b));
+    if (!own) return -1;
+    workspace = own;
+  }
+  nt = ek_clamp_threads(threads);
+  A = workspace;
+  Q = A + tc;
+  K = Q + tc;
+  V = K + tc;
+  H = V + tc;
+  /* Attention half: LN1 into shifted windows, q/k/v, attention, proj, back to tokens with the residual. */
+  blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, (size_t)b->tokens, nt);
+  edgesr_qlinear_run(b->lin[LIN_Q], A, b->tokens, Q, nt);
+  edgesr_qlinear_run(b->lin[LIN_K], A, b->tokens, K, nt);
+  edgesr_qlinear_run(b->lin[LIN_V], A, b->tokens, V, nt);
+  blk_stage(b, STAGE_SCALE, NULL, NULL, Q, NULL, tc, nt);
+  rc = ek_qattention_t(Q, K, V, b->windows, b->heads, b->n, b->dim / b->heads, 1, b->bias_t, NULL, b->labels,
+                       b->windows, b->attn_bounds, b->bits, H, nt);
+  if (rc == 0) {
+    edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
+    blk_stage(b, STAGE_SCATTER_ADD, x, out, NULL, Q, (size_t)b->tokens, nt);
+    /* MLP half. */
+    blk_stage(b, STAGE_LN2, NULL, out, A, NULL, (size_t)b->tokens, nt);
+    edgesr_qlinear_run(b->lin[LIN_FC1], A, b->tokens, H, nt);
+    blk_stage(b, STAGE_GELU, NULL, NULL, H, NULL, (size_t)b->tokens * b->hidden, nt);
+    edgesr_qlinear_run(b->lin[LIN_FC2], H, b->tokens, K, nt);
+    blk_stage(b, STAGE_ADD, NULL, out, NULL, K, tc, nt);
+  }
+  free(own);
+  return rc;
+}
