@@ -27,6 +27,7 @@
 typedef struct {
   const float *q, *k, *v, *bias, *mask;
   const float *labels; /* instead of mask: (mask_windows, n) region labels, -100 where two tokens' labels differ */
+  const uint8_t *qc, *kc, *vc; /* codes of q, k, v computed beforehand (same layout), or NULL */
   float *out;
   float *scratch; /* per thread: scratch_floats floats */
   size_t scratch_floats;
@@ -59,6 +60,19 @@ static inline void att_codes_rows(const float *x, int n, int hd, int ld, const e
     return;
   }
   for (i = 0; i < n; ++i) att_codes(x + (size_t)i * ld, hd, p, out + i * hd);
+}
+
+/* Codes given as bytes: rows ld apart -> floats row-major (n x hd), or transposed (hd x n). */
+static inline void att_u8_rows(const uint8_t *x, int n, int hd, int ld, float *out) {
+  int i, d;
+  for (i = 0; i < n; ++i)
+    for (d = 0; d < hd; ++d) out[i * hd + d] = (float)x[(size_t)i * ld + d];
+}
+
+static inline void att_u8_t(const uint8_t *x, int n, int hd, int ld, float *out) {
+  int i, d;
+  for (i = 0; i < n; ++i)
+    for (d = 0; d < hd; ++d) out[d * n + i] = (float)x[(size_t)i * ld + d];
 }
 
 /* The same, stored transposed (hd x n); tmp holds n * hd floats. */
@@ -154,9 +168,15 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
     const float *lab = c->labels ? c->labels + (size_t)(g % c->mask_windows) * n : NULL;
     float *out = c->out + off;
     /* Codes: k row-major (n x hd), q and v transposed (hd x n) so the vector loops run over tokens. */
-    att_codes_t(c->q + off, n, hd, ld, &c->qq, tmp, cqt);
-    att_codes_rows(c->k + off, n, hd, ld, &c->kq, ck);
-    att_codes_t(c->v + off, n, hd, ld, &c->vq, tmp, cvt);
+    if (c->qc) {
+      att_u8_t(c->qc + off, n, hd, ld, cqt);
+      att_u8_rows(c->kc + off, n, hd, ld, ck);
+      att_u8_t(c->vc + off, n, hd, ld, cvt);
+    } else {
+      att_codes_t(c->q + off, n, hd, ld, &c->qq, tmp, cqt);
+      att_codes_rows(c->k + off, n, hd, ld, &c->kq, ck);
+      att_codes_t(c->v + off, n, hd, ld, &c->vq, tmp, cvt);
+    }
     for (i = 0; i < n; ++i) rq[i] = 0.0f;
     for (d = 0; d < hd; ++d)
       for (i = 0; i < n; ++i) rq[i] += cqt[d * n + i];
@@ -297,13 +317,16 @@ static void att_transpose_blocks(const float *src, int blocks, int n, float *dst
 }
 
 int ek_qattention_t(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
-                    int token_major, const float *bias_t, const float *mask_t, const float *labels,
-                    int mask_windows, const float bounds[8], int bits, float *out, int threads) {
+                    int token_major, const uint8_t *const codes[3], const float *bias_t, const float *mask_t,
+                    const float *labels, int mask_windows, const float bounds[8], int bits, float *out,
+                    int threads) {
   att_ctx c;
   long long total;
   int nt;
-  if (!q || !k || !v || !bias_t || !bounds || !out || bits < 1 || bits > 8 || groups < 1 || heads < 1 || n < 1 ||
-      n > EK_ATT_MAX_N || hd < 1 || hd > EK_ATT_MAX_HD || ((mask_t || labels) && mask_windows < 1))
+  if (codes && (!codes[0] || !codes[1] || !codes[2])) return -1;
+  if (!codes && (!q || !k || !v)) return -1;
+  if (!bias_t || !bounds || !out || bits < 1 || bits > 8 || groups < 1 || heads < 1 || n < 1 || n > EK_ATT_MAX_N ||
+      hd < 1 || hd > EK_ATT_MAX_HD || ((mask_t || labels) && mask_windows < 1))
     return -1;
   c.q = q;
   c.k = k;
@@ -311,6 +334,9 @@ int ek_qattention_t(const float *q, const float *k, const float *v, int groups, 
   c.bias = bias_t;
   c.mask = mask_t;
   c.labels = mask_t ? NULL : labels;
+  c.qc = codes ? codes[0] : NULL;
+  c.kc = codes ? codes[1] : NULL;
+  c.vc = codes ? codes[2] : NULL;
   c.token_major = token_major;
   c.out = out;
   c.groups = groups;
@@ -350,7 +376,7 @@ int edgesr_qattention(const float *q, const float *k, const float *v, int groups
   }
   att_transpose_blocks(bias, heads, n, bias_t);
   if (mask) att_transpose_blocks(mask, mask_windows, n, mask_t);
-  rc = ek_qattention_t(q, k, v, groups, heads, n, hd, 0, bias_t, mask_t, NULL, mask_windows, bounds, bits, out,
+  rc = ek_qattention_t(q, k, v, groups, heads, n, hd, 0, NULL, bias_t, mask_t, NULL, mask_windows, bounds, bits, out,
                        threads);
   free(bias_t);
   free(mask_t);

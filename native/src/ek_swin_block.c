@@ -8,7 +8,8 @@
  * Example, SwinIR-light on a 64x64 tile: 4096 tokens x 60 channels, 64 windows of 64 tokens, 6 heads of 10.
  *
  * Workspace (floats, T tokens, C channels, F hidden): A (T x C): windows, later LN2; Q, K, V (T x C each):
- * the projections, Q later holds proj's output and K fc2's; H (T x max(F, C)): attention output, later fc1.
+ * the projections, Q later holds proj's output and K fc2's; H (T x max(F, C)): attention output, later fc1;
+ * then 3 T x C bytes: the codes of q, k, v (quantized in one contiguous pass, not row by row in attention).
  */
 #include "ek_internal.h"
 
@@ -41,11 +42,12 @@ typedef struct {
   const float *x;
   float *out, *dst;
   const float *src;
-  size_t count; /* rows (LN, scatter) or elements (GELU, add) */
+  uint8_t *codes; /* STAGE_CODES: 3 x count bytes */
+  size_t count;   /* rows (LN, scatter) or elements (GELU, add, codes) */
   int stage;
 } blk_ctx;
 
-enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD, STAGE_LN2, STAGE_GELU, STAGE_ADD };
+enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD, STAGE_LN2, STAGE_GELU, STAGE_ADD, STAGE_CODES };
 
 #define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
 
@@ -144,6 +146,16 @@ __attribute__((target("avx2,fma"))) static void blk_stage_avx2(const blk_ctx *c,
 static void blk_task(void *ctx, int tid, int nt) {
   const blk_ctx *c = (const blk_ctx *)ctx;
   const size_t i0 = c->count * (size_t)tid / (size_t)nt, i1 = c->count * (size_t)(tid + 1) / (size_t)nt;
+  if (c->stage == STAGE_CODES) { /* q, k, v (consecutive in the workspace) with the library's quantizer */
+    const float *ab = c->b->attn_bounds;
+    int j;
+    for (j = 0; j < 3; ++j) {
+      const int a = j == 0 ? 0 : j == 1 ? 2 : 6; /* bounds of q, k, v; 4..5 are the map's */
+      edgesr_quantize_codes(c->src + j * c->count + i0, i1 - i0, ab[a], ab[a + 1], c->b->bits,
+                            c->codes + j * c->count + i0);
+    }
+    return;
+  }
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
   const int isa = edgesr_active_isa();
   if (isa == EDGESR_ISA_AVX512_VNNI) {
@@ -168,6 +180,7 @@ static void blk_stage(const struct edgesr_swin_block *b, int stage, const float 
   c.src = src;
   c.count = count;
   c.stage = stage;
+  c.codes = NULL;
   ek_parallel(threads, blk_task, &c);
 }
 
@@ -271,7 +284,8 @@ void edgesr_swin_block_destroy(edgesr_swin_block *b) {
 
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
-  return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim));
+  return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim)) +
+         ((size_t)b->tokens * b->dim * 3 + 3) / 4;
 }
 
 /* ---- run -------------------------------------------------------------------------------------------------- */
@@ -279,6 +293,9 @@ size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
 int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out, float *workspace, int threads) {
   size_t tc;
   float *own = NULL, *A, *Q, *K, *V, *H;
+  uint8_t *codes;
+  const uint8_t *code_ptrs[3];
+  blk_ctx cc;
   int nt, rc;
   if (!b || !x || !out) return -1;
   tc = (size_t)b->tokens * b->dim;
@@ -293,14 +310,25 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
   K = Q + tc;
   V = K + tc;
   H = V + tc;
+  codes = (uint8_t *)(H + (size_t)b->tokens * ek_max(b->hidden, b->dim));
   /* Attention half: LN1 into shifted windows, q/k/v, attention, proj, back to tokens with the residual. */
   blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, (size_t)b->tokens, nt);
   edgesr_qlinear_run(b->lin[LIN_Q], A, b->tokens, Q, nt);
   edgesr_qlinear_run(b->lin[LIN_K], A, b->tokens, K, nt);
   edgesr_qlinear_run(b->lin[LIN_V], A, b->tokens, V, nt);
   blk_stage(b, STAGE_SCALE, NULL, NULL, Q, NULL, tc, nt);
-  rc = ek_qattention_t(Q, K, V, b->windows, b->heads, b->n, b->dim / b->heads, 1, b->bias_t, NULL, b->labels,
-                       b->windows, b->attn_bounds, b->bits, H, nt);
+  memset(&cc, 0, sizeof cc);
+  cc.b = b;
+  cc.src = Q;
+  cc.codes = codes;
+  cc.count = tc;
+  cc.stage = STAGE_CODES;
+  ek_parallel(nt, blk_task, &cc);
+  code_ptrs[0] = codes;
+  code_ptrs[1] = codes + tc;
+  code_ptrs[2] = codes + 2 * tc;
+  rc = ek_qattention_t(NULL, NULL, NULL, b->windows, b->heads, b->n, b->dim / b->heads, 1, code_ptrs, b->bias_t,
+                       NULL, b->labels, b->windows, b->attn_bounds, b->bits, H, nt);
   if (rc == 0) {
     edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
     blk_stage(b, STAGE_SCATTER_ADD, x, out, NULL, Q, (size_t)b->tokens, nt);
