@@ -4,7 +4,8 @@
  * width, every width 1..8): integer accumulators of the linear and the batched matmul must equal a plain
  * int64 reference exactly; codes must equal the reference quantizer (true division, round half to even) on
  * random values, values exactly at half steps and values outside the bounds; float outputs of every path must
- * equal the scalar path's bit for bit, and 1 and 3 threads must agree.
+ * equal the scalar path's bit for bit, and 1 and 3 threads must agree; a whole Swin block must agree across
+ * paths up to quantizer ties and across thread counts bit for bit.
  *
  *   kernel_selftest [--expect-best NAME] [--rounds N]
  *
@@ -272,6 +273,68 @@ static void test_bad_arguments(void) {
   edgesr_qbmm_accumulate(NULL, codes, 1, 1, 1, 1, NULL, 1);
 }
 
+/* Whole Swin block (window 8, so the attention takes its 64-token vector path), shifted, 16 x 16 tokens: every
+ * path must agree with the first path run (the scalar one) up to rare quantizer ties (at most 2 tokens of
+ * 256 off by more than 1e-4), and 1 vs 3 threads must agree bit for bit. The block's numerics against the
+ * PyTorch model are tested by tests/test_native_swin_block.py. */
+#define SB_C 12
+#define SB_F 24
+#define SB_T 256
+static float g_block_ref[SB_T * SB_C];
+static int g_block_ref_set;
+
+static void test_swin_block(int isa) {
+  edgesr_swin_block_desc d;
+  uint8_t codes[SB_F * SB_C], packed[6][SB_F * SB_C];
+  float norms[4 * SB_C], table[225 * 2], biases[6][SB_F], x[SB_T * SB_C], y1[SB_T * SB_C], y3[SB_T * SB_C];
+  const float ab[8] = {-1.5f, 1.5f, -2.0f, 2.0f, 0.0f, 0.6f, -2.0f, 2.0f};
+  edgesr_swin_block *blk;
+  float *ws;
+  int i, l, bad = 0;
+  uint64_t saved = g_rng;
+  g_rng = 7;
+  memset(&d, 0, sizeof d);
+  d.dim = SB_C, d.heads = 2, d.window = 8, d.shift = 4, d.hidden = SB_F, d.height = 16, d.width = 16, d.bits = 4;
+  d.eps1 = d.eps2 = 1e-5f, d.q_scale = 0.41f;
+  for (i = 0; i < 4 * SB_C; ++i) norms[i] = rndf(0.5f, 1.5f);
+  for (i = 0; i < 450; ++i) table[i] = rndf(-1.0f, 1.0f);
+  d.norm1_weight = norms, d.norm1_bias = norms + SB_C, d.norm2_weight = norms + 2 * SB_C, d.norm2_bias = norms + 3 * SB_C;
+  d.bias_table = table;
+  for (l = 0; l < 6; ++l) {
+    const int n = l == 4 ? SB_F : SB_C, k = l == 5 ? SB_F : SB_C;
+    for (i = 0; i < n * k; ++i) codes[i] = (uint8_t)rndi(0, 15);
+    pack_bits(codes, (size_t)n * k, 4, packed[l]);
+    for (i = 0; i < n; ++i) biases[l][i] = rndf(-0.2f, 0.2f);
+    d.weight_packed[l] = packed[l], d.bias[l] = biases[l];
+    d.x_bounds[l][0] = -2.5f, d.x_bounds[l][1] = 2.5f, d.w_bounds[l][0] = -0.4f, d.w_bounds[l][1] = 0.4f;
+  }
+  memcpy(d.attn_bounds, ab, sizeof ab);
+  for (i = 0; i < SB_T * SB_C; ++i) x[i] = rndf(-2.0f, 2.0f);
+  blk = edgesr_swin_block_create(&d);
+  CHECK(blk != NULL, "%s: swin block create", edgesr_isa_name(isa));
+  if (!blk) return;
+  ws = (float *)xmalloc(sizeof(float) * edgesr_swin_block_workspace_floats(blk));
+  CHECK(edgesr_swin_block_run(blk, x, y1, ws, 1) == 0, "swin block run");
+  CHECK(edgesr_swin_block_run(blk, x, y3, NULL, 3) == 0, "swin block run, own workspace");
+  CHECK(!memcmp(y1, y3, sizeof y1), "%s: swin block 1 vs 3 threads differ", edgesr_isa_name(isa));
+  for (i = 0; i < SB_T * SB_C; ++i) CHECK(isfinite(y1[i]), "swin block output not finite");
+  if (!g_block_ref_set) {
+    memcpy(g_block_ref, y1, sizeof y1);
+    g_block_ref_set = 1;
+  }
+  for (i = 0; i < SB_T; ++i) {
+    int c, off = 0;
+    for (c = 0; c < SB_C; ++c) off |= fabsf(y1[i * SB_C + c] - g_block_ref[i * SB_C + c]) > 1e-4f;
+    bad += off;
+  }
+  CHECK(bad <= 2, "%s: swin block differs from the first path on %d tokens", edgesr_isa_name(isa), bad);
+  d.shift = 8; /* == window: rejected */
+  CHECK(edgesr_swin_block_create(&d) == NULL, "swin block with shift == window accepted");
+  edgesr_swin_block_destroy(blk);
+  free(ws);
+  g_rng = saved;
+}
+
 int main(int argc, char **argv) {
   const char *expect = NULL;
   int rounds = 40, isa, i;
@@ -294,6 +357,7 @@ int main(int argc, char **argv) {
     g_rng = 42;
     test_codes(isa);
     test_linear_and_bmm(isa, rounds, 0, ref);
+    test_swin_block(isa);
     printf("%-13s %s\n", edgesr_isa_name(isa), g_failures == before ? "PASS" : "FAIL");
   }
   edgesr_force_isa(-1);

@@ -1,9 +1,10 @@
-"""``EdgesrInt4Partitioner``: hands every ``edgesr::qlinear`` / ``edgesr::qbmm`` node (with its weight and
-bias constants) to the ``EdgesrInt4Backend`` delegate, one partition per node; the FP32 rest of the graph is
-left for the next partitioner (XNNPACK).
+"""``EdgesrInt4Partitioner``: hands every edgesr quantized node (``edgesr::qswin_block``, or per layer
+``edgesr::qlinear`` / ``edgesr::qbmm`` / ``edgesr::qattention``) with its constants to the ``EdgesrInt4Backend``
+delegate, one partition per node; the FP32 rest of the graph is left for the next partitioner (XNNPACK).
 
-Example, one W4A4 Swin block: q, k, v, proj, fc1, fc2 and the fused attention -> 7 partitions; the
-LayerNorms, GELU, residual adds and window reshapes between them go to XNNPACK.
+Example, W4A4 SwinIR-light: 24 blocks -> 24 partitions, and XNNPACK takes the convs, patch LayerNorms and
+residuals around them (5 partitions). Per layer (``--per-layer``), one block is q, k, v, proj, fc1, fc2 and the
+two matmuls -> 8 partitions, with its LayerNorms, softmax, GELU and window reshapes left to XNNPACK between them.
 """
 
 from __future__ import annotations
