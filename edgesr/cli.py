@@ -167,6 +167,12 @@ def cmd_export(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             report = export_pte(model, out, tile=args.tile, source=source, fuse_attention=args.fuse_attention,
                                 fuse_blocks=not args.per_layer)
+    else:
+        try:
+            from edgesr.converter.export.onnx import export_onnx
+        except ImportError as e:
+            raise EdgesrError(f"--format onnx needs onnx and onnxruntime (pip install 'edgesr[onnx]'): {e}") from None
+        report = export_onnx(model, out, tile=args.tile, source=source)
     print(json.dumps(report))
     return 0
 
@@ -329,9 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_quantize)
 
     x = sub.add_parser("export", parents=[common], help="lower a model to a deployment file (.pte)")
-    x.add_argument("--format", choices=("pte",), default="pte", help="target format (default: pte)")
+    x.add_argument("--format", choices=("pte", "onnx"), default="pte",
+                   help="target format: pte (ExecuTorch, edgesr INT4 delegate) or onnx (QDQ, onnxruntime); default pte")
     x.add_argument("--model", default="swinir_light_x4", help="FP zoo name or checkpoint (FP32 export)")
-    x.add_argument("--quant", help="quantized artifact: export its integer model (edgesr INT4 delegate)")
+    x.add_argument("--quant", help="quantized artifact: export its integer model (pte: edgesr INT4 delegate; "
+                                   "onnx: uint4 QDQ)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
     x.add_argument("--per-layer", action="store_true",
                    help="one native call per quantized linear / matmul instead of one per Swin block")

@@ -11,28 +11,10 @@ from pathlib import Path
 
 import torch
 
-from edgesr import __version__
+from edgesr.converter.export.descriptor import descriptor
 from edgesr.converter.export.graph import ExportableSwinIR
 from edgesr.models.swinir import SwinIR
 from edgesr.runtime.pte import METADATA_METHOD
-
-
-def descriptor(model: SwinIR, tile: tuple[int, int], fmt: str) -> dict:
-    """What a runtime needs to drive the file without knowing the model: scale, tile, window multiple."""
-    cfg = model.config
-    qc = getattr(model, "quant_config", None)
-    return {
-        "format": fmt,
-        "edgesr_version": __version__,
-        "arch": "swinir-light",
-        "scale": cfg.scale,
-        "tile": list(tile),
-        "window_size": cfg.window_size,
-        "size_multiple": cfg.window_size,
-        "in_channels": cfg.in_chans,
-        "config": cfg.to_dict(),
-        "quant_config": json.loads(qc.to_json()) if qc is not None else None,
-    }
 
 
 def export_pte(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,

@@ -1,0 +1,87 @@
+"""``torch.onnx`` (TorchScript exporter, opset 21) of the export-friendly model, 2DQuant layers as QDQ.
+
+FP32: the graph of :class:`~edgesr.converter.export.graph.ExportableSwinIR` at one static LR tile. Quantized:
+its ``edgesr::qlinear`` / ``edgesr::qbmm`` ops are exported as ``edgesr.*`` placeholders and then lowered to
+standard QDQ by :func:`.qdq.lower_to_qdq`, so onnxruntime reproduces the fake-quant model with no custom op.
+The model descriptor is stored as the ``edgesr_metadata`` metadata property (JSON).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from edgesr.converter.export.descriptor import descriptor
+from edgesr.converter.export.graph import ExportableSwinIR
+from edgesr.models.swinir import SwinIR
+
+OPSET = 21  # 4-bit QuantizeLinear / DequantizeLinear
+METADATA_KEY = "edgesr_metadata"
+
+
+def _const(g, v, kind: str):
+    from torch.onnx.symbolic_helper import _maybe_get_const
+
+    return _maybe_get_const(v, kind)
+
+
+def _qlinear_symbolic(g, x, w, b, xl, xu, wl, wu, bits):
+    return g.op("edgesr::QLinear", x, w, b, x_lower_f=_const(g, xl, "f"), x_upper_f=_const(g, xu, "f"),
+                w_lower_f=_const(g, wl, "f"), w_upper_f=_const(g, wu, "f"), bits_i=_const(g, bits, "i"))
+
+
+def _qbmm_symbolic(g, a, b, al, au, bl, bu, bits, b_transposed):
+    return g.op("edgesr::QBmm", a, b, a_lower_f=_const(g, al, "f"), a_upper_f=_const(g, au, "f"),
+                b_lower_f=_const(g, bl, "f"), b_upper_f=_const(g, bu, "f"), bits_i=_const(g, bits, "i"),
+                b_transposed_i=int(bool(_const(g, b_transposed, "b"))))
+
+
+def _register_symbolics() -> None:
+    torch.onnx.register_custom_op_symbolic("edgesr::qlinear", _qlinear_symbolic, OPSET)
+    torch.onnx.register_custom_op_symbolic("edgesr::qbmm", _qbmm_symbolic, OPSET)
+
+
+def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None) -> dict:
+    """Write ``model`` (FP or fake-quant) as an ONNX file for one static LR tile; writes atomically."""
+    import onnx
+
+    from edgesr.converter.export.onnx.qdq import lower_to_qdq
+
+    t0 = time.perf_counter()
+    quantized = getattr(model, "quant_config", None) is not None
+    wrapper = ExportableSwinIR(model.eval(), tile, fuse_blocks=False).eval()
+    example = (torch.rand(1, model.config.in_chans, *tile),)
+    _register_symbolics()
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(wrapper, example, buf, dynamo=False, opset_version=OPSET, input_names=["lr"],
+                          output_names=["sr"], custom_opsets={"edgesr": 1})
+    proto = onnx.load_from_string(buf.getvalue())
+    lowered = lower_to_qdq(proto) if quantized else {}
+    meta = descriptor(model, tile, "onnx")
+    meta["source"] = source or {}
+    onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
+    onnx.checker.check_model(proto, full_check=True)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(proto.SerializeToString())
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    ops = Counter(n.op_type for n in proto.graph.node)
+    return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "lowered": lowered,
+            "ops": dict(sorted(ops.items())), "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile),
+            "quantized": quantized}

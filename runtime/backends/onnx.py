@@ -1,0 +1,16 @@
+"""onnxruntime for edgesr ``.onnx`` files (:mod:`edgesr.runtime.onnxrt`); each carries its own tile."""
+
+from edgesr.runtime.backends import register
+
+
+def _accepts(path) -> bool:
+    return path.suffix == ".onnx"
+
+
+def _open(path, threads: int = 1, tile=None):
+    from edgesr.runtime.onnxrt import OnnxModel
+
+    return OnnxModel(path, threads=threads)
+
+
+register("onnxruntime", _accepts, _open)

@@ -1,0 +1,68 @@
+"""``.onnx`` files exported by edgesr, run with onnxruntime (CPU): the same ``run`` / ``scale`` / ``tile`` /
+``metadata`` interface as :class:`edgesr.runtime.pte.PteModel`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.errors import EdgesrError
+
+METADATA_KEY = "edgesr_metadata"  # written by edgesr.converter.export.onnx
+
+
+class OnnxError(EdgesrError):
+    pass
+
+
+def is_onnx(path: str | Path) -> bool:
+    """A cheap sniff: a serialized ModelProto starts with field 1 (ir_version, varint) = byte 0x08."""
+    try:
+        with open(path, "rb") as f:
+            return f.read(1) == b"\x08"
+    except OSError:
+        return False
+
+
+class OnnxModel:
+    """One edgesr ``.onnx``: ``run`` takes and returns (1, C, H, W) float32 at the file's tile."""
+
+    def __init__(self, path: str | Path, threads: int = 1):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise OnnxError(f"{self.path}: no such file")
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise OnnxError("running .onnx files needs onnxruntime: pip install 'edgesr[onnx]'") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = max(1, int(threads))
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime reports every load failure as one of its own exception types
+            raise OnnxError(f"{self.path}: cannot load the model (not ONNX, truncated or corrupt?): "
+                            f"{str(e).splitlines()[0]}") from None
+        meta = self._session.get_modelmeta().custom_metadata_map
+        if METADATA_KEY not in meta:
+            raise OnnxError(f"{self.path}: not exported by edgesr (no {METADATA_KEY} metadata)")
+        self.metadata = json.loads(meta[METADATA_KEY])
+        self.threads = opts.intra_op_num_threads
+        self._input = self._session.get_inputs()[0].name
+
+    @property
+    def scale(self) -> int:
+        return int(self.metadata["scale"])
+
+    @property
+    def tile(self) -> tuple[int, int]:
+        return tuple(self.metadata["tile"])
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        expected = (1, int(self.metadata["in_channels"]), *self.tile)
+        if tuple(x.shape) != expected:
+            raise OnnxError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {expected}")
+        return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]

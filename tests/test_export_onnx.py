@@ -1,0 +1,129 @@
+"""ONNX export: FP32 vs eager, 2DQuant as uint4 QDQ vs the fake-quant model (onnxruntime), metadata, errors."""
+
+import numpy as np
+import pytest
+import torch
+
+from tests.test_export_pte import TILE, _fp_model, _quant_model
+
+onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[test]')")
+ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[test]')")
+
+from edgesr.converter.export.onnx import export_onnx  # noqa: E402
+from edgesr.converter.quant import quantizers  # noqa: E402
+from edgesr.runtime.onnxrt import OnnxError, OnnxModel  # noqa: E402
+
+
+def _x(seed: int = 1) -> torch.Tensor:
+    return torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.fixture(scope="module")
+def fp_onnx(tmp_path_factory):
+    m = _fp_model()
+    path = tmp_path_factory.mktemp("onnx") / "fp.onnx"
+    return m, path, export_onnx(m, path, tile=TILE, source={"path": "test"})
+
+
+@pytest.fixture(scope="module", params=[4, 3, 2, 8])
+def q_onnx(request, tmp_path_factory):
+    q = _quant_model(request.param)
+    path = tmp_path_factory.mktemp("onnx") / f"w{request.param}.onnx"
+    return q, path, export_onnx(q, path, tile=TILE)
+
+
+def test_fp32_onnx_matches_eager(fp_onnx):
+    m, path, report = fp_onnx
+    model = OnnxModel(path)
+    with torch.no_grad():
+        ref = m(_x()).numpy()
+    assert np.abs(model.run(_x().numpy()) - ref).max() < 1e-5
+    assert report["lowered"] == {} and "QuantizeLinear" not in report["ops"]
+    assert model.scale == 2 and model.tile == TILE and model.metadata["quant_config"] is None
+    assert model.metadata["source"] == {"path": "test"}
+
+
+def test_qdq_onnx_matches_fake_quant(q_onnx):
+    q, path, report = q_onnx
+    bits = q.quant_config.bits
+    n_linear = sum(1 for n in quantizers(q) if n.endswith(".weight"))
+    n_matmul = sum(1 for n in quantizers(q) if n.endswith(".a"))
+    assert report["lowered"] == {"QLinear": n_linear, "QBmm": n_matmul}
+    # One activation quantizer per linear, two per attention matmul; weights are stored as codes.
+    assert report["ops"]["QuantizeLinear"] == n_linear + 2 * n_matmul
+    assert report["ops"]["DequantizeLinear"] == 2 * n_linear + 2 * n_matmul
+    proto = onnx.load(path)
+    assert proto.opset_import[0].version == 21 and all(n.domain in ("", "ai.onnx") for n in proto.graph.node)
+    code_type = onnx.TensorProto.UINT4 if bits <= 4 else onnx.TensorProto.UINT8
+    codes = [i for i in proto.graph.initializer if "weight_codes" in i.name]
+    assert len(codes) == n_linear and all(i.data_type == code_type for i in codes)
+    model = OnnxModel(path)
+    assert model.metadata["quant_config"]["bits"] == bits
+    with torch.no_grad():
+        ref = q(_x()).numpy()
+    for threads in (1, 2):
+        out = OnnxModel(path, threads=threads).run(_x().numpy())
+        # The same arithmetic as fake-quant up to float rounding: a value on a rounding tie may flip one code.
+        # On the 255-level grid of 8 bits such flips are frequent enough to spread through the network
+        # (measured: mean 1.7e-4, max 2.9e-3 on outputs of magnitude 3); at 4 bits and below, max 6e-6.
+        mean_tol, max_tol = (1e-3, 1e-2) if bits == 8 else (1e-5, 1e-3)
+        assert np.abs(out - ref).mean() < mean_tol
+        assert np.abs(out - ref).max() < max_tol
+
+
+def test_qdq_weights_are_codes_not_floats(q_onnx, fp_onnx):
+    q, path, _ = q_onnx
+    bits = q.quant_config.bits
+    proto, fp = onnx.load(path), onnx.load(fp_onnx[1])
+    codes = [i for i in proto.graph.initializer if "weight_codes" in i.name]
+    for init in codes:
+        count = int(np.prod(init.dims))
+        assert len(init.raw_data) == ((count + 1) // 2 if bits <= 4 else count)  # two 4-bit codes per byte
+
+    def floats(m):
+        return sum(int(np.prod(i.dims)) for i in m.graph.initializer if i.data_type == onnx.TensorProto.FLOAT)
+
+    linear_floats = sum(int(np.prod(i.dims)) for i in codes)
+    # Every linear weight left the float initializers (what stays: convs, biases, norms, QDQ scalars).
+    assert floats(proto) <= floats(fp) - linear_floats + 8 * len(codes) * 4
+
+
+def test_errors(tmp_path, fp_onnx):
+    _, path, _ = fp_onnx
+    with pytest.raises(OnnxError, match="does not match the exported tile"):
+        OnnxModel(path).run(np.zeros((1, 3, 16, 16), np.float32))
+    trunc = tmp_path / "trunc.onnx"
+    trunc.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    with pytest.raises(OnnxError, match="cannot load the model"):
+        OnnxModel(trunc)
+    foreign = tmp_path / "photo.onnx"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    with pytest.raises(OnnxError, match="cannot load the model"):
+        OnnxModel(foreign)
+    plain = tmp_path / "plain.onnx"
+    proto = onnx.load(path)
+    del proto.metadata_props[:]
+    onnx.save(proto, plain)
+    with pytest.raises(OnnxError, match="not exported by edgesr"):
+        OnnxModel(plain)
+    with pytest.raises(OnnxError, match="no such file"):
+        OnnxModel(tmp_path / "missing.onnx")
+
+
+def test_export_cli_and_session(tmp_path):
+    from edgesr.cli import main
+    from edgesr.converter.artifact import save_artifact
+    from edgesr.runtime.session import TorchModel, open_model, upscale
+
+    q = _quant_model()
+    art = tmp_path / "w4.safetensors"
+    save_artifact(q, art)
+    out = tmp_path / "w4.onnx"
+    assert main(["export", "--format", "onnx", "--quant", str(art), "--tile", "8x12", "--out", str(out)]) == 0
+    model = open_model(out)
+    assert isinstance(model, OnnxModel) and model.tile == TILE
+    img = np.random.default_rng(3).integers(0, 256, (13, 29, 3), dtype=np.uint8)
+    a = upscale(model, img, overlap=4)
+    b = upscale(TorchModel(q, TILE), img, overlap=4)
+    assert a.shape == (26, 58, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    assert main(["export", "--format", "onnx", "--quant", str(art), "--tile", "8x12", "--out", str(out)]) == 2
