@@ -1,6 +1,7 @@
 """``torch.onnx`` (TorchScript exporter, opset 21) of the export-friendly model, 2DQuant layers as QDQ.
 
-FP32: the graph of :class:`~edgesr.converter.export.graph.ExportableSwinIR` at one static LR tile. Quantized:
+FP32: the graph of :class:`~edgesr.converter.export.graph.ExportableSwinIR` at one static LR tile, not
+constant-folded (folding would store the gathered position bias, 2.4 MB, instead of its 130 KB tables). Quantized:
 its ``edgesr::qlinear`` / ``edgesr::qbmm`` ops are exported as ``edgesr.*`` placeholders and then lowered to
 standard QDQ by :func:`.qdq.lower_to_qdq`, so onnxruntime reproduces the fake-quant model with no custom op.
 The model descriptor is stored as the ``edgesr_metadata`` metadata property (JSON).
@@ -49,6 +50,24 @@ def _register_symbolics() -> None:
     torch.onnx.register_custom_op_symbolic("edgesr::qbmm", _qbmm_symbolic, OPSET)
 
 
+def compact_names(proto) -> None:
+    """Short names for intermediate values, none for nodes: torch.onnx names every value after its module path
+    ("/model/layers.0/blocks.1/attn/Reshape_3_output_0"), about 0.4 MB of a SwinIR-light file. Graph inputs,
+    outputs and initializers keep their names."""
+    g = proto.graph
+    keep = {v.name for v in g.input} | {v.name for v in g.output} | {i.name for i in g.initializer}
+    renamed: dict[str, str] = {}
+    for node in g.node:  # topological order: every input is renamed before it is read
+        node.name = ""
+        for i, name in enumerate(node.input):
+            if name in renamed:
+                node.input[i] = renamed[name]
+        for i, name in enumerate(node.output):
+            if name and name not in keep:
+                renamed[name] = node.output[i] = f"v{len(renamed)}"
+    del g.value_info[:]
+
+
 def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None) -> dict:
     """Write ``model`` (FP or fake-quant) as an ONNX file for one static LR tile; writes atomically."""
     import onnx
@@ -64,9 +83,11 @@ def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64)
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, example, buf, dynamo=False, opset_version=OPSET, input_names=["lr"],
-                          output_names=["sr"], custom_opsets={"edgesr": 1})
+                          output_names=["sr"], custom_opsets={"edgesr": 1},
+                          do_constant_folding=False)
     proto = onnx.load_from_string(buf.getvalue())
     lowered = lower_to_qdq(proto) if quantized else {}
+    compact_names(proto)
     meta = descriptor(model, tile, "onnx")
     meta["source"] = source or {}
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta, sort_keys=True)})

@@ -1,0 +1,135 @@
+"""ONNX numbers for one FP model and its quantized artifact (onnxruntime, CPU), side by side in one run.
+
+    python scripts/bench_onnx.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+
+Prints and writes (--out, default results/onnx_x4.md + .json):
+* bytes and export time of the FP32 and the QDQ .onnx (exported here unless --reuse);
+* latency at the static tile, 1 and 2 threads, FP32 vs QDQ, interleaved rounds, medians;
+* fidelity on Set5/Set14/B100, every backend tiled the same way (as scripts/bench_pte.py): QDQ .onnx vs the
+  fake-quant PyTorch model, FP32 .onnx vs eager FP32 (Y-PSNR, border = scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bench_pte import SETS, fidelity  # scripts/ is on sys.path when run as a script
+
+from edgesr.converter.artifact import load_artifact
+from edgesr.converter.export.onnx import export_onnx
+from edgesr.models.checkpoint import load_model
+from edgesr.models.zoo import resolve, sha256_of
+from edgesr.runtime.onnxrt import OnnxModel
+from edgesr.runtime.session import TorchModel
+
+
+def export(model, path: Path, tile, reuse: bool, source: dict) -> dict:
+    if reuse and path.is_file():
+        return {"bytes": path.stat().st_size, "seconds": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        r = export_onnx(model, path, tile=tile, source=source)
+    return {"bytes": r["bytes"], "seconds": r["seconds"], "lowered": r["lowered"]}
+
+
+def latency(paths: dict, tile, threads: int, rounds: int) -> dict:
+    models = {k: OnnxModel(p, threads=threads) for k, p in paths.items()}
+    x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
+    for m in models.values():
+        m.run(x)
+    times = {k: [] for k in models}
+    for _ in range(rounds):
+        for k, m in models.items():
+            t = time.perf_counter()
+            m.run(x)
+            times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
+    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
+    p.add_argument("--limit", type=int, help="images per set (default: all)")
+    p.add_argument("--work", type=Path, default=Path("results/onnx"), help="where the .onnx files go")
+    p.add_argument("--reuse", action="store_true", help="reuse .onnx files already in --work")
+    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/onnx_x<scale>)")
+    p.add_argument("--data-root")
+    args = p.parse_args()
+
+    torch.set_num_threads(1)
+    fp_path, _ = resolve(args.model)
+    fp = load_model(fp_path).eval()
+    q = load_artifact(args.quant).eval()
+    tile = (args.tile, args.tile)
+    args.work.mkdir(parents=True, exist_ok=True)
+    bits = q.quant_config.bits
+    paths = {"fp32_onnx": args.work / f"x{fp.scale}_fp32.onnx", "qdq_onnx": args.work / f"x{fp.scale}_w{bits}.onnx"}
+    report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
+              "bits": bits, "files": {}}
+    report["files"]["fp32_onnx"] = export(fp, paths["fp32_onnx"], tile, args.reuse, {"path": str(fp_path)})
+    report["files"]["qdq_onnx"] = export(q, paths["qdq_onnx"], tile, args.reuse, {"path": args.quant})
+    print(json.dumps(report["files"]), flush=True)
+
+    report["latency_ms"] = {}
+    for threads in (1, 2):
+        lat = latency(paths, tile, threads, args.rounds)
+        lat["ratio_fp32_over_qdq"] = lat["fp32_onnx"] / lat["qdq_onnx"]
+        report["latency_ms"][threads] = lat
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+
+    if args.sets:
+        torch.set_num_threads(2)
+        backends = {"fake_quant": TorchModel(q, tile), "qdq_onnx": OnnxModel(paths["qdq_onnx"], threads=2),
+                    "fp32_eager": TorchModel(fp, tile), "fp32_onnx": OnnxModel(paths["fp32_onnx"], threads=2)}
+        fid = fidelity(backends, args.sets, fp.scale, args.overlap, args.limit, args.data_root)
+        for r in fid.values():
+            r["delta_qdq"] = r["qdq_onnx"] - r["fake_quant"]
+            r["delta_fp32"] = r["fp32_onnx"] - r["fp32_eager"]
+        report["fidelity"] = fid
+        report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
+                                       "limit": args.limit}
+
+    out = args.out or Path(f"results/onnx_x{fp.scale}")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(json.dumps(report, indent=2))
+    Path(f"{out}.md").write_text(markdown(report))
+    print(markdown(report))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# ONNX (onnxruntime CPU), tile {r['tile'][0]}x{r['tile'][1]}, "
+             f"W{r['bits']}A{r['bits']} as QDQ", "",
+             f"FP weights sha256 {r['fp_sha256'][:16]}..., artifact `{r['quant']}`.", "",
+             "| file | bytes | export s |", "|---|---:|---:|"]
+    for k, v in r["files"].items():
+        lines.append(f"| {k} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} |")
+    lines += ["", "| threads | FP32 .onnx ms | QDQ .onnx ms | FP32 / QDQ |", "|---:|---:|---:|---:|"]
+    for t, lat in r["latency_ms"].items():
+        lines.append(f"| {t} | {lat['fp32_onnx']:.1f} | {lat['qdq_onnx']:.1f} | {lat['ratio_fp32_over_qdq']:.2f}x |")
+    if "fidelity" in r:
+        lines += ["", "Y-PSNR (dB), every backend tiled identically "
+                  f"(overlap {r['fidelity_protocol']['overlap']}, feathered):", "",
+                  "| set | fake-quant | QDQ .onnx | Δ | FP32 eager | FP32 .onnx | Δ |", "|---|---:|---:|---:|---:|---:|---:|"]
+        for s, v in r["fidelity"].items():
+            lines.append(f"| {s} | {v['fake_quant']:.4f} | {v['qdq_onnx']:.4f} | {v['delta_qdq']:+.4f} | "
+                         f"{v['fp32_eager']:.4f} | {v['fp32_onnx']:.4f} | {v['delta_fp32']:+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
