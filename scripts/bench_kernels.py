@@ -6,7 +6,8 @@ its calls (libgomp's default GOMP_SPINCOUNT), which at 2 threads would occupy th
 native calls; unless set by the caller, GOMP_SPINCOUNT=10000 makes them sleep soon after torch's block of calls
 (the back-to-back torch calls inside a block are unaffected). The quantized linear includes everything the deployed layer
 does: quantizing the float input, the integer GEMM and the dequantizing epilogue (+ bias); the bmm quantizes
-both float operands. Shapes are SwinIR-light's (M = 4096 tokens of a 64x64 patch; 384 = 64 windows x 6 heads).
+both float operands; the whole-block row runs one native Swin block (edgesr_swin_block) against torch's FP32
+block of the same shape. Shapes are SwinIR-light's (M = 4096 tokens of a 64x64 patch; 384 = 64 windows x 6 heads).
 
     python scripts/bench_kernels.py [--reps 31] [--threads 1 2] [--bits 4]
 """
@@ -82,6 +83,35 @@ def bench_bmm(threads: int, bits: int, reps: int, rng: np.random.Generator) -> N
         print(f"  {name:<34}{t_torch:>10.1f}{t_nat:>11.1f}{t_torch / t_nat:>9.2f}x")
 
 
+def bench_block(threads: int, bits: int, reps: int) -> None:
+    """One SwinIR-light Swin block (shifted, 64x64 tokens): the native quantized block vs torch's FP32 block."""
+    from edgesr.converter import QuantConfig, quantize
+    from edgesr.converter.calibrate import calibrate
+    from edgesr.converter.export import swin_block
+    from edgesr.models.swinir import SwinIR
+
+    torch.manual_seed(0)
+    model = SwinIR().eval()  # SwinIR-light defaults; random weights, bounds from a MinMax pass
+    config = QuantConfig(bits=bits, init="minmax")
+    q = quantize(SwinIR().eval(), config)
+    q.load_state_dict(model.state_dict(), strict=False)
+    calibrate(q, torch.rand(1, 3, 64, 64), config)
+    fp_blk, q_blk = model.layers[0].blocks[1], q.layers[0].blocks[1]
+    block = native.SwinBlock(**swin_block.native_kwargs(swin_block.block_tensors(q_blk),
+                                                        swin_block.block_scalars(q_blk, (64, 64))))
+    x = torch.randn(1, 4096, 60)
+    xn = x[0].numpy()
+
+    def torch_block():
+        with torch.no_grad():
+            fp_blk(x, (64, 64))
+
+    t_torch, t_nat = _interleaved([torch_block, lambda: block.run(xn, threads)], max(5, reps // 3), 1)
+    print(f"\nwhole Swin block W{bits}A{bits} (64x64 tokens, shifted) vs torch FP32 block, threads={threads}")
+    print(f"  {'':<16}{'torch us':>10}{'native us':>11}{'speed-up':>10}")
+    print(f"  {'block':<16}{t_torch:>10.1f}{t_nat:>11.1f}{t_torch / t_nat:>9.2f}x")
+
+
 def bench_isas(bits: int, reps: int, rng: np.random.Generator) -> None:
     print(f"\nquantized linear per ISA path (forced), W{bits}A{bits}, M=4096, threads=1, microseconds")
     isas = native.available_isas()
@@ -112,6 +142,7 @@ def main() -> None:
         torch.set_num_threads(threads)
         bench_linear(threads, args.bits, args.reps, rng)
         bench_bmm(threads, args.bits, args.reps, rng)
+        bench_block(threads, args.bits, args.reps)
     torch.set_num_threads(1)
     bench_isas(args.bits, args.reps, rng)
 
