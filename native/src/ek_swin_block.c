@@ -47,7 +47,7 @@ typedef struct {
   int stage;
 } blk_ctx;
 
-enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD, STAGE_LN2, STAGE_GELU, STAGE_ADD, STAGE_CODES };
+enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STAGE_ADD, STAGE_CODES };
 
 #define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
 
@@ -103,18 +103,15 @@ EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
     for (i = i0; i < i1; ++i) d[i] *= s;
     break;
   }
-  case STAGE_SCATTER_ADD:
+  case STAGE_SCATTER_ADD_LN2: /* residual back in token order, and LN2 of the token while it is in L1 */
     for (i = i0; i < i1; ++i) {
       const size_t tok = (size_t)b->order[i] * dim;
       const float *x = c->x + tok, *p = c->src + i * dim;
       float *o = c->out + tok;
       int k;
       for (k = 0; k < dim; ++k) o[k] = x[k] + p[k];
+      blk_layer_norm(o, dim, b->eps2, b->norm + 2 * dim, b->norm + 3 * dim, c->dst + tok);
     }
-    break;
-  case STAGE_LN2:
-    for (i = i0; i < i1; ++i)
-      blk_layer_norm(c->out + i * dim, dim, b->eps2, b->norm + 2 * dim, b->norm + 3 * dim, c->dst + i * dim);
     break;
   case STAGE_GELU: {
     float *EK_RESTRICT d = c->dst;
@@ -331,9 +328,8 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
                        NULL, b->labels, b->windows, b->attn_bounds, b->bits, H, nt);
   if (rc == 0) {
     edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
-    blk_stage(b, STAGE_SCATTER_ADD, x, out, NULL, Q, (size_t)b->tokens, nt);
+    blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, (size_t)b->tokens, nt);
     /* MLP half. */
-    blk_stage(b, STAGE_LN2, NULL, out, A, NULL, (size_t)b->tokens, nt);
     edgesr_qlinear_run(b->lin[LIN_FC1], A, b->tokens, H, nt);
     blk_stage(b, STAGE_GELU, NULL, NULL, H, NULL, (size_t)b->tokens * b->hidden, nt);
     edgesr_qlinear_run(b->lin[LIN_FC2], H, b->tokens, K, nt);
