@@ -78,6 +78,17 @@ def bench_bmm(threads: int, bits: int, reps: int, rng: np.random.Generator) -> N
          lambda: native.qbmm(q, kk, True, *bq, *bk, bits, threads)),
         ("attn.V 384x(64x64 . 64x10)", lambda: at @ vt, lambda: native.qbmm(attn, v, False, *ba, *bv, bits, threads)),
     ]
+    # The whole window attention, Q.K^T + bias + shift mask + softmax + attn.V (what edgesr_qattention fuses).
+    bias = rng.standard_normal((6, 64, 64), dtype=np.float32)
+    mask = np.where(rng.random((64, 64, 64)) < 0.3, -100.0, 0.0).astype(np.float32)
+    biast, maskt = torch.from_numpy(bias), torch.from_numpy(mask)
+
+    def torch_attention():
+        a = (qt @ kt.transpose(-2, -1)).reshape(64, 6, 64, 64) + biast + maskt[:, None]
+        return a.reshape(384, 64, 64).softmax(-1) @ vt
+
+    cases.append(("attention 384x64 tokens, fused", torch_attention,
+                  lambda: native.qattention(q, kk, v, bias, mask, 6, [*bq, *bk, 0.0, 1.0, *bv], bits, threads)))
     for name, f_torch, f_nat in cases:
         t_torch, t_nat = _interleaved([f_torch, f_nat], reps, 3)
         print(f"  {name:<34}{t_torch:>10.1f}{t_nat:>11.1f}{t_torch / t_nat:>9.2f}x")
