@@ -158,6 +158,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     if args.tile[0] % ws or args.tile[1] % ws:
         raise EdgesrError(f"tile {args.tile[0]}x{args.tile[1]} must be a multiple of the window size {ws}")
     source = {"path": str(path), "sha256": sha256_of(path)}
+    if args.dynamic and args.format != "onnx":
+        raise EdgesrError("--dynamic needs --format onnx (a .pte is built for one static tile)")
     if args.format == "pte":
         try:
             from edgesr.converter.export.executorch import export_pte
@@ -172,7 +174,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             from edgesr.converter.export.onnx import export_onnx
         except ImportError as e:
             raise EdgesrError(f"--format onnx needs onnx and onnxruntime (pip install 'edgesr[onnx]'): {e}") from None
-        report = export_onnx(model, out, tile=args.tile, source=source)
+        report = export_onnx(model, out, tile=args.tile, source=source, dynamic=args.dynamic)
     print(json.dumps(report))
     return 0
 
@@ -341,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--quant", help="quantized artifact: export its integer model (pte: edgesr INT4 delegate; "
                                    "onnx: uint4 QDQ)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
+    x.add_argument("--dynamic", action="store_true",
+                   help="onnx only: any H, W (multiples of the window) instead of one static tile")
     x.add_argument("--per-layer", action="store_true",
                    help="one native call per quantized linear / matmul instead of one per Swin block")
     x.add_argument("--fuse-attention", action="store_true",

@@ -27,9 +27,11 @@ def is_onnx(path: str | Path) -> bool:
 
 
 class OnnxModel:
-    """One edgesr ``.onnx``: ``run`` takes and returns (1, C, H, W) float32 at the file's tile."""
+    """One edgesr ``.onnx``: ``run`` takes and returns (1, C, H, W) float32 at the file's tile. A file exported
+    with dynamic H, W takes any multiple of the window; ``tile`` (default 64 x 64) is then the tile that the
+    tiled runtime feeds it."""
 
-    def __init__(self, path: str | Path, threads: int = 1):
+    def __init__(self, path: str | Path, threads: int = 1, tile: tuple[int, int] | None = None):
         self.path = Path(path)
         if not self.path.is_file():
             raise OnnxError(f"{self.path}: no such file")
@@ -50,6 +52,11 @@ class OnnxModel:
         if METADATA_KEY not in meta:
             raise OnnxError(f"{self.path}: not exported by edgesr (no {METADATA_KEY} metadata)")
         self.metadata = json.loads(meta[METADATA_KEY])
+        self.dynamic = self.metadata.get("tile") is None
+        self._tile = tuple(self.metadata["tile"]) if not self.dynamic else tuple(tile or (64, 64))
+        m = int(self.metadata["size_multiple"])
+        if self._tile[0] % m or self._tile[1] % m:
+            raise OnnxError(f"tile {self._tile[0]}x{self._tile[1]} is not a multiple of the model's window {m}")
         self.threads = opts.intra_op_num_threads
         self._input = self._session.get_inputs()[0].name
 
@@ -59,10 +66,14 @@ class OnnxModel:
 
     @property
     def tile(self) -> tuple[int, int]:
-        return tuple(self.metadata["tile"])
+        return self._tile
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        expected = (1, int(self.metadata["in_channels"]), *self.tile)
-        if tuple(x.shape) != expected:
-            raise OnnxError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {expected}")
+        c, m = int(self.metadata["in_channels"]), int(self.metadata["size_multiple"])
+        if self.dynamic:
+            if x.ndim != 4 or x.shape[:2] != (1, c) or x.shape[2] % m or x.shape[3] % m or not x.shape[2] * x.shape[3]:
+                raise OnnxError(f"{self.path}: input {tuple(x.shape)} must be (1, {c}, H, W) with H, W positive "
+                                f"multiples of {m}")
+        elif tuple(x.shape) != (1, c, *self.tile):
+            raise OnnxError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {(1, c, *self.tile)}")
         return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]

@@ -127,3 +127,37 @@ def test_export_cli_and_session(tmp_path):
     b = upscale(TorchModel(q, TILE), img, overlap=4)
     assert a.shape == (26, 58, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
     assert main(["export", "--format", "onnx", "--quant", str(art), "--tile", "8x12", "--out", str(out)]) == 2
+
+
+@pytest.mark.parametrize("quantized", [False, True], ids=["fp32", "qdq"])
+def test_dynamic_onnx_runs_any_window_multiple(tmp_path, quantized):
+    m = _quant_model() if quantized else _fp_model()
+    path = tmp_path / "dyn.onnx"
+    report = export_onnx(m, path, tile=TILE, dynamic=True)
+    assert report["tile"] is None and "If" not in report["ops"]
+    model = OnnxModel(path, tile=(16, 8))
+    assert model.dynamic and model.tile == (16, 8) and model.metadata["tile"] is None
+    for hw in (TILE, (16, 8), (24, 20)):
+        x = torch.rand(1, 3, *hw, generator=torch.Generator().manual_seed(hw[0]))
+        with torch.no_grad():
+            ref = m(x).numpy()
+        out = model.run(x.numpy())
+        assert out.shape == (1, 3, 2 * hw[0], 2 * hw[1])
+        assert np.abs(out - ref).max() < 1e-3 and np.abs(out - ref).mean() < 1e-5
+    with pytest.raises(OnnxError, match="multiples of 4"):
+        model.run(np.zeros((1, 3, 10, 8), np.float32))
+    with pytest.raises(OnnxError, match="not a multiple of the model's window"):
+        OnnxModel(path, tile=(10, 8))
+
+
+def test_dynamic_needs_onnx(tmp_path):
+    from edgesr.cli import main
+    from edgesr.models.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(_fp_model(), ckpt)
+    assert main(["export", "--model", str(ckpt), "--tile", "8x12", "--dynamic", "--out", str(tmp_path / "a.pte")]) == 2
+    out = tmp_path / "a.onnx"
+    assert main(["export", "--format", "onnx", "--dynamic", "--model", str(ckpt), "--tile", "8x12",
+                 "--out", str(out)]) == 0
+    assert OnnxModel(out).tile == (64, 64)

@@ -54,11 +54,15 @@ def _bounds(*quantizers) -> tuple[float, ...]:
 
 
 class ExportableSwinIR(nn.Module):
-    """(1, 3, H, W) -> (1, 3, sH, sW) for one static LR tile (H, W multiples of the window size)."""
+    """(1, 3, H, W) -> (1, 3, sH, sW) for one static LR tile (H, W multiples of the window size); with
+    ``dynamic=True`` H and W are read from the input (the tile is only the tracing example) and the shift mask
+    is built in the graph, at the cost of the per-layer ops (no whole-block op)."""
 
-    def __init__(self, model: SwinIR, tile: tuple[int, int], fuse_attention: bool = False, fuse_blocks: bool = True):
+    def __init__(self, model: SwinIR, tile: tuple[int, int], fuse_attention: bool = False, fuse_blocks: bool = True,
+                 dynamic: bool = False):
         super().__init__()
-        self.fuse_attention = fuse_attention
+        self.fuse_attention, self.dynamic = fuse_attention, dynamic
+        fuse_blocks = fuse_blocks and not dynamic  # the block op is built for one token grid
         cfg = model.config
         h, w = tile
         ws = cfg.window_size
@@ -79,7 +83,8 @@ class ExportableSwinIR(nn.Module):
         if unfused:
             self.register_buffer("bias_tables", torch.cat(tables, dim=1))  # (T, sum of heads)
             self.register_buffer("bias_index", relative_position_index(ws).reshape(-1).clone())
-            self.register_buffer("regions", shifted_window_regions(h, w, ws, ws // 2).clone())
+            if not dynamic:
+                self.register_buffer("regions", shifted_window_regions(h, w, ws, ws // 2).clone())
         # Bounds become graph constants: read them once here, not while tracing.
         self._qbounds = {}
         for mod in model.modules():
@@ -98,8 +103,23 @@ class ExportableSwinIR(nn.Module):
             return ops.qbmm(a, b, *self._qbounds[id(layer)], layer.a_quant.bits, b_transposed)
         return torch.bmm(a, b.transpose(1, 2) if b_transposed else b)
 
-    def _shift_mask(self) -> torch.Tensor:
-        d = self.regions.unsqueeze(1) - self.regions.unsqueeze(2)  # (nW, N, N)
+    def _regions(self, h, w) -> torch.Tensor:
+        """(nW, N) region labels of the shifted grid: a buffer for a static tile; for a dynamic one computed in
+        the graph from h, w (rows [0, h - ws), [h - ws, h - ws/2), [h - ws/2, h), the same for columns)."""
+        if not self.dynamic:
+            return self.regions
+        ws, shift = self.ws, self.ws // 2
+
+        def region(size):
+            r = torch.arange(size)
+            return (r >= size - ws).to(torch.float32) + (r >= size - shift).to(torch.float32)
+
+        label = region(h)[:, None] * 3.0 + region(w)[None, :]
+        return window_partition(label.reshape(1, h, w, 1), ws)[..., 0]  # not squeeze: no If node in ONNX
+
+    def _shift_mask(self, h, w) -> torch.Tensor:
+        regions = self._regions(h, w)
+        d = regions.unsqueeze(1) - regions.unsqueeze(2)  # (nW, N, N)
         return torch.clamp(d * d, max=1.0) * -100.0
 
     def _attention(self, blk, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
@@ -129,8 +149,8 @@ class ExportableSwinIR(nn.Module):
         out = out.reshape(bw, heads, n, hd).permute(0, 2, 1, 3).reshape(bw, n, c)
         return self._linear(attn_mod.proj, out)
 
-    def _block(self, blk, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        h, w = self.tile
+    def _block(self, blk, x: torch.Tensor, bias: torch.Tensor, mask: torch.Tensor, hw) -> torch.Tensor:
+        h, w = hw
         b, _, c = x.shape
         y = _layer_norm(x, blk.norm1).reshape(b, h, w, c)
         if blk.shift:
@@ -145,13 +165,13 @@ class ExportableSwinIR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m, cfg = self.model, self.model.config
-        h, w = self.tile
+        h, w = (x.shape[2], x.shape[3]) if self.dynamic else self.tile
         n = self.ws * self.ws
         biases = mask = None
         if self.head_offsets:
             # One gather for all blocks: (N*N, sum of heads) -> (1, sum of heads, N, N); each block slices its heads.
             biases = self.bias_tables.index_select(0, self.bias_index).permute(1, 0).reshape(1, -1, n, n)
-            mask = self._shift_mask()
+            mask = self._shift_mask(h, w)
         mean = m.mean.to(x.dtype)
         x = (x - mean) * cfg.img_range
         x = m.conv_first(x)
@@ -165,7 +185,7 @@ class ExportableSwinIR(nn.Module):
                     z = ops.qswin_block(z, **swin_block.block_tensors(blk), **vars(scalars))
                 else:
                     o = self.head_offsets[id(blk)]
-                    z = self._block(blk, z, biases[:, o : o + blk.attn.num_heads], mask)
+                    z = self._block(blk, z, biases[:, o : o + blk.attn.num_heads], mask, (h, w))
             z = layer.conv(z.transpose(1, 2).reshape(b, c, h, w))
             y = z.flatten(2).transpose(1, 2) + y
         y = _layer_norm(y, m.norm).transpose(1, 2).reshape(b, c, h, w)

@@ -1,4 +1,5 @@
-"""onnxruntime for edgesr ``.onnx`` files (:mod:`edgesr.runtime.onnxrt`); each carries its own tile."""
+"""onnxruntime for edgesr ``.onnx`` files (:mod:`edgesr.runtime.onnxrt`); a static file carries its own tile,
+a dynamic one runs at the requested tile."""
 
 from edgesr.runtime.backends import register
 
@@ -10,7 +11,7 @@ def _accepts(path) -> bool:
 def _open(path, threads: int = 1, tile=None):
     from edgesr.runtime.onnxrt import OnnxModel
 
-    return OnnxModel(path, threads=threads)
+    return OnnxModel(path, threads=threads, tile=tile)
 
 
 register("onnxruntime", _accepts, _open)

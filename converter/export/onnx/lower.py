@@ -53,42 +53,58 @@ def _register_symbolics() -> None:
 def compact_names(proto) -> None:
     """Short names for intermediate values, none for nodes: torch.onnx names every value after its module path
     ("/model/layers.0/blocks.1/attn/Reshape_3_output_0"), about 0.4 MB of a SwinIR-light file. Graph inputs,
-    outputs and initializers keep their names."""
+    outputs and initializers keep their names; subgraphs (If / Loop bodies) are renamed with the same map, so
+    their references to outer values stay valid."""
     g = proto.graph
     keep = {v.name for v in g.input} | {v.name for v in g.output} | {i.name for i in g.initializer}
     renamed: dict[str, str] = {}
-    for node in g.node:  # topological order: every input is renamed before it is read
-        node.name = ""
-        for i, name in enumerate(node.input):
-            if name in renamed:
-                node.input[i] = renamed[name]
-        for i, name in enumerate(node.output):
-            if name and name not in keep:
-                renamed[name] = node.output[i] = f"v{len(renamed)}"
-    del g.value_info[:]
+
+    def visit(graph) -> None:
+        own = {v.name for v in graph.input} | {v.name for v in graph.output} | {i.name for i in graph.initializer}
+        for node in graph.node:  # topological order: every input is renamed before it is read
+            node.name = ""
+            for i, name in enumerate(node.input):
+                if name in renamed:
+                    node.input[i] = renamed[name]
+            for attr in node.attribute:
+                for sub in [attr.g] if attr.HasField("g") else list(attr.graphs):
+                    visit(sub)
+            for i, name in enumerate(node.output):
+                if name and name not in keep and name not in own:
+                    renamed[name] = node.output[i] = f"v{len(renamed)}"
+        for out in graph.output:  # a subgraph's outputs may be values computed inside it
+            if out.name in renamed:
+                out.name = renamed[out.name]
+        del graph.value_info[:]
+
+    visit(g)
 
 
-def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None) -> dict:
-    """Write ``model`` (FP or fake-quant) as an ONNX file for one static LR tile; writes atomically."""
+def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,
+                dynamic: bool = False) -> dict:
+    """Write ``model`` (FP or fake-quant) as an ONNX file for one static LR tile, or with ``dynamic=True`` for
+    any H, W that are multiples of the window (``tile`` is then only the tracing example); writes atomically."""
     import onnx
 
     from edgesr.converter.export.onnx.qdq import lower_to_qdq
 
     t0 = time.perf_counter()
     quantized = getattr(model, "quant_config", None) is not None
-    wrapper = ExportableSwinIR(model.eval(), tile, fuse_blocks=False).eval()
+    wrapper = ExportableSwinIR(model.eval(), tile, fuse_blocks=False, dynamic=dynamic).eval()
+    axes = {"lr": {2: "height", 3: "width"}, "sr": {2: "out_height", 3: "out_width"}} if dynamic else None
     example = (torch.rand(1, model.config.in_chans, *tile),)
     _register_symbolics()
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(wrapper, example, buf, dynamo=False, opset_version=OPSET, input_names=["lr"],
-                          output_names=["sr"], custom_opsets={"edgesr": 1},
+                          output_names=["sr"], custom_opsets={"edgesr": 1}, dynamic_axes=axes,
                           do_constant_folding=False)
     proto = onnx.load_from_string(buf.getvalue())
     lowered = lower_to_qdq(proto) if quantized else {}
     compact_names(proto)
-    meta = descriptor(model, tile, "onnx")
+    meta = descriptor(model, None if dynamic else tile, "onnx")
+    meta["dynamic"] = dynamic
     meta["source"] = source or {}
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     onnx.checker.check_model(proto, full_check=True)
@@ -104,5 +120,5 @@ def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64)
         raise
     ops = Counter(n.op_type for n in proto.graph.node)
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "lowered": lowered,
-            "ops": dict(sorted(ops.items())), "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile),
+            "ops": dict(sorted(ops.items())), "seconds": round(time.perf_counter() - t0, 1), "tile": None if dynamic else list(tile),
             "quantized": quantized}
