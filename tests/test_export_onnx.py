@@ -161,3 +161,20 @@ def test_dynamic_needs_onnx(tmp_path):
     assert main(["export", "--format", "onnx", "--dynamic", "--model", str(ckpt), "--tile", "8x12",
                  "--out", str(out)]) == 0
     assert OnnxModel(out).tile == (64, 64)
+
+
+def test_qdq_only_where_the_config_quantizes(tmp_path):
+    from edgesr.converter import QuantConfig, quantize
+    from edgesr.converter.calibrate import calibrate
+
+    config = QuantConfig(bits=4, init="minmax", exclude=("layers.0.blocks.0.*", "layers.1.blocks.1.mlp.*"))
+    q = quantize(_fp_model(), config)
+    calibrate(q, torch.rand(2, 3, *TILE), config)
+    report = export_onnx(q, tmp_path / "partial.onnx", tile=TILE)
+    # 4 blocks x 6 linears, less block 0's 6 and block (1, 1)'s fc1 / fc2; 4 x 2 matmuls, less block 0's 2.
+    assert report["lowered"] == {"QLinear": 16, "QBmm": 6}
+    assert report["ops"]["QuantizeLinear"] == 16 + 2 * 6
+    with torch.no_grad():
+        ref = q(_x()).numpy()
+    out = OnnxModel(tmp_path / "partial.onnx").run(_x().numpy())
+    assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3

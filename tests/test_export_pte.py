@@ -160,3 +160,22 @@ def test_tiled_pte_matches_tiled_eager(fp_pte):
     b = upscale(TorchModel(m, TILE), img, overlap=4)
     assert a.shape == (26, 58, 3)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_partly_quantized_model_keeps_fp_layers_and_falls_back_per_layer(tmp_path):
+    """A QuantConfig that leaves block 0 FP and block (1, 1)'s MLP FP: block 0 has no edgesr op, block (1, 1)
+    is not uniformly quantized and is lowered per layer, the other two blocks are one op each."""
+    from edgesr.converter.calibrate import calibrate
+
+    config = QuantConfig(bits=4, init="minmax", exclude=("layers.0.blocks.0.*", "layers.1.blocks.1.mlp.*"))
+    q = quantize(_fp_model(), config)
+    calibrate(q, torch.rand(2, 3, *TILE), config)
+    path = tmp_path / "partial.pte"
+    report = export_pte(q, path, tile=TILE)
+    # blocks (0, 1) and (1, 0): 1 each; block (1, 1): q, k, v, proj and the two matmuls.
+    assert report["delegates"]["EdgesrInt4Backend"] == 2 + 6
+    x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        ref = q(x).numpy()
+    out = PteModel(path).run(x.numpy())
+    assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3
