@@ -3,8 +3,9 @@
  * Why one op: between its six quantized linears and its attention a Swin block has two LayerNorms, a shift,
  * window partition / reverse, GELU and two residual adds. Run as separate graph nodes, each of those is a
  * memory pass plus a framework boundary; here they are folded into the passes that must exist anyway:
- *   LN1 writes its tokens straight to their (shifted) window positions, the attention reads q, k, v in the
- *   layout the linears wrote, and the residual add scatters the projection back to token order.
+ *   LN1 writes its tokens straight to their (shifted) window positions, the attention reads the codes of q, k
+ *   and v in the layout the linears wrote, and the residual add scatters the projection back to token order
+ *   and applies LN2 to each token while it is in cache.
  * Example, SwinIR-light on a 64x64 tile: 4096 tokens x 60 channels, 64 windows of 64 tokens, 6 heads of 10.
  *
  * Workspace (floats, T tokens, C channels, F hidden): A (T x C): windows, later LN2; Q, K, V (T x C each):
