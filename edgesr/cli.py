@@ -160,6 +160,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = {"path": str(path), "sha256": sha256_of(path)}
     if args.dynamic and args.format != "onnx":
         raise EdgesrError("--dynamic needs --format onnx (a .pte is built for one static tile)")
+    if args.stock_int4 and (args.format != "onnx" or args.quant):
+        raise EdgesrError("--stock-int4 needs --format onnx and an FP --model (it is onnxruntime's own INT4, "
+                          "not 2DQuant)")
     if args.format == "pte":
         try:
             from edgesr.converter.export.executorch import export_pte
@@ -174,7 +177,8 @@ def cmd_export(args: argparse.Namespace) -> int:
             from edgesr.converter.export.onnx import export_onnx
         except ImportError as e:
             raise EdgesrError(f"--format onnx needs onnx and onnxruntime (pip install 'edgesr[onnx]'): {e}") from None
-        report = export_onnx(model, out, tile=args.tile, source=source, dynamic=args.dynamic)
+        report = export_onnx(model, out, tile=args.tile, source=source, dynamic=args.dynamic,
+                             stock_int4=args.stock_int4)
     print(json.dumps(report))
     return 0
 
@@ -343,6 +347,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--quant", help="quantized artifact: export its integer model (pte: edgesr INT4 delegate; "
                                    "onnx: uint4 QDQ)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
+    x.add_argument("--stock-int4", action="store_true",
+                   help="onnx only, FP model: onnxruntime's blockwise weight-only INT4 (MatMulNBits), no custom code")
     x.add_argument("--dynamic", action="store_true",
                    help="onnx only: any H, W (multiples of the window) instead of one static tile")
     x.add_argument("--per-layer", action="store_true",

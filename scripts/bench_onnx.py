@@ -3,10 +3,11 @@
     python scripts/bench_onnx.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
 
 Prints and writes (--out, default results/onnx_x4.md + .json):
-* bytes and export time of the FP32 and the QDQ .onnx (exported here unless --reuse);
+* bytes and export time of the FP32, the 2DQuant QDQ and the stock INT4 (onnxruntime MatMulNBits) .onnx
+  (exported here unless --reuse);
 * latency at the static tile, 1 and 2 threads, FP32 vs QDQ, interleaved rounds, medians;
 * fidelity on Set5/Set14/B100, every backend tiled the same way (as scripts/bench_pte.py): QDQ .onnx vs the
-  fake-quant PyTorch model, FP32 .onnx vs eager FP32 (Y-PSNR, border = scale).
+  fake-quant PyTorch model, FP32 .onnx and stock INT4 .onnx vs eager FP32 (Y-PSNR, border = scale).
 """
 
 from __future__ import annotations
@@ -32,12 +33,12 @@ from edgesr.runtime.onnxrt import OnnxModel
 from edgesr.runtime.session import TorchModel
 
 
-def export(model, path: Path, tile, reuse: bool, source: dict) -> dict:
+def export(model, path: Path, tile, reuse: bool, source: dict, stock_int4: bool = False) -> dict:
     if reuse and path.is_file():
         return {"bytes": path.stat().st_size, "seconds": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        r = export_onnx(model, path, tile=tile, source=source)
+        r = export_onnx(model, path, tile=tile, source=source, stock_int4=stock_int4)
     return {"bytes": r["bytes"], "seconds": r["seconds"], "lowered": r["lowered"]}
 
 
@@ -77,28 +78,34 @@ def main() -> int:
     tile = (args.tile, args.tile)
     args.work.mkdir(parents=True, exist_ok=True)
     bits = q.quant_config.bits
-    paths = {"fp32_onnx": args.work / f"x{fp.scale}_fp32.onnx", "qdq_onnx": args.work / f"x{fp.scale}_w{bits}.onnx"}
+    paths = {"fp32_onnx": args.work / f"x{fp.scale}_fp32.onnx", "qdq_onnx": args.work / f"x{fp.scale}_w{bits}.onnx",
+             "stock_onnx": args.work / f"x{fp.scale}_stock_int4.onnx"}
     report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
               "bits": bits, "files": {}}
     report["files"]["fp32_onnx"] = export(fp, paths["fp32_onnx"], tile, args.reuse, {"path": str(fp_path)})
     report["files"]["qdq_onnx"] = export(q, paths["qdq_onnx"], tile, args.reuse, {"path": args.quant})
+    report["files"]["stock_onnx"] = export(fp, paths["stock_onnx"], tile, args.reuse, {"path": str(fp_path)},
+                                           stock_int4=True)
     print(json.dumps(report["files"]), flush=True)
 
     report["latency_ms"] = {}
     for threads in (1, 2):
         lat = latency(paths, tile, threads, args.rounds)
         lat["ratio_fp32_over_qdq"] = lat["fp32_onnx"] / lat["qdq_onnx"]
+        lat["ratio_fp32_over_stock"] = lat["fp32_onnx"] / lat["stock_onnx"]
         report["latency_ms"][threads] = lat
         print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
 
     if args.sets:
         torch.set_num_threads(2)
         backends = {"fake_quant": TorchModel(q, tile), "qdq_onnx": OnnxModel(paths["qdq_onnx"], threads=2),
-                    "fp32_eager": TorchModel(fp, tile), "fp32_onnx": OnnxModel(paths["fp32_onnx"], threads=2)}
+                    "fp32_eager": TorchModel(fp, tile), "fp32_onnx": OnnxModel(paths["fp32_onnx"], threads=2),
+                    "stock_onnx": OnnxModel(paths["stock_onnx"], threads=2)}
         fid = fidelity(backends, args.sets, fp.scale, args.overlap, args.limit, args.data_root)
         for r in fid.values():
             r["delta_qdq"] = r["qdq_onnx"] - r["fake_quant"]
             r["delta_fp32"] = r["fp32_onnx"] - r["fp32_eager"]
+            r["delta_stock"] = r["stock_onnx"] - r["fp32_eager"]
         report["fidelity"] = fid
         report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
                                        "limit": args.limit}
@@ -118,16 +125,22 @@ def markdown(r: dict) -> str:
              "| file | bytes | export s |", "|---|---:|---:|"]
     for k, v in r["files"].items():
         lines.append(f"| {k} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} |")
-    lines += ["", "| threads | FP32 .onnx ms | QDQ .onnx ms | FP32 / QDQ |", "|---:|---:|---:|---:|"]
+    lines += ["", "stock_onnx: onnxruntime's blockwise weight-only INT4 (MatMulNBits, block 32) of the FP model, "
+              "not 2DQuant.", "",
+              "| threads | FP32 .onnx ms | QDQ .onnx ms | FP32 / QDQ | stock INT4 .onnx ms | FP32 / stock |",
+              "|---:|---:|---:|---:|---:|---:|"]
     for t, lat in r["latency_ms"].items():
-        lines.append(f"| {t} | {lat['fp32_onnx']:.1f} | {lat['qdq_onnx']:.1f} | {lat['ratio_fp32_over_qdq']:.2f}x |")
+        lines.append(f"| {t} | {lat['fp32_onnx']:.1f} | {lat['qdq_onnx']:.1f} | {lat['ratio_fp32_over_qdq']:.2f}x | "
+                     f"{lat['stock_onnx']:.1f} | {lat['ratio_fp32_over_stock']:.2f}x |")
     if "fidelity" in r:
         lines += ["", "Y-PSNR (dB), every backend tiled identically "
                   f"(overlap {r['fidelity_protocol']['overlap']}, feathered):", "",
-                  "| set | fake-quant | QDQ .onnx | Δ | FP32 eager | FP32 .onnx | Δ |", "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| set | fake-quant | QDQ .onnx | Δ | FP32 eager | FP32 .onnx | Δ | stock INT4 .onnx | Δ vs FP32 |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for s, v in r["fidelity"].items():
             lines.append(f"| {s} | {v['fake_quant']:.4f} | {v['qdq_onnx']:.4f} | {v['delta_qdq']:+.4f} | "
-                         f"{v['fp32_eager']:.4f} | {v['fp32_onnx']:.4f} | {v['delta_fp32']:+.4f} |")
+                         f"{v['fp32_eager']:.4f} | {v['fp32_onnx']:.4f} | {v['delta_fp32']:+.4f} | "
+                         f"{v['stock_onnx']:.4f} | {v['delta_stock']:+.4f} |")
     return "\n".join(lines) + "\n"
 
 

@@ -178,3 +178,27 @@ def test_qdq_only_where_the_config_quantizes(tmp_path):
         ref = q(_x()).numpy()
     out = OnnxModel(tmp_path / "partial.onnx").run(_x().numpy())
     assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3
+
+
+def test_stock_int4_profile(tmp_path, fp_onnx):
+    from edgesr.cli import main
+    from edgesr.models.checkpoint import save_checkpoint
+
+    m, fp_path, _ = fp_onnx
+    path = tmp_path / "stock.onnx"
+    report = export_onnx(m, path, tile=TILE, stock_int4=True)
+    n_linear = 6 * sum(len(layer.blocks) for layer in m.layers)
+    assert report["ops"]["MatMulNBits"] == n_linear and report["stock_int4"]["layers"] == n_linear
+    model = OnnxModel(path)
+    assert model.metadata["stock_int4"]["block_size"] == 32 and model.metadata["quant_config"] is None
+    with torch.no_grad():
+        ref = m(_x()).numpy()
+    out = model.run(_x().numpy())
+    # Weight-only INT4 of this test model's large random weights: close to FP, not equal (measured 5.3%).
+    rel = np.abs(out - ref).mean() / np.abs(ref).mean()
+    assert 0 < rel < 0.1, rel
+    with pytest.raises(ValueError, match="quantizes an FP model"):
+        export_onnx(_quant_model(), tmp_path / "x.onnx", tile=TILE, stock_int4=True)
+    ckpt = tmp_path / "tiny.safetensors"
+    save_checkpoint(m, ckpt)
+    assert main(["export", "--stock-int4", "--model", str(ckpt), "--tile", "8x12", "--out", str(tmp_path / "a.pte")]) == 2

@@ -81,15 +81,18 @@ def compact_names(proto) -> None:
 
 
 def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,
-                dynamic: bool = False) -> dict:
+                dynamic: bool = False, stock_int4: bool = False) -> dict:
     """Write ``model`` (FP or fake-quant) as an ONNX file for one static LR tile, or with ``dynamic=True`` for
-    any H, W that are multiples of the window (``tile`` is then only the tracing example); writes atomically."""
+    any H, W that are multiples of the window (``tile`` is then only the tracing example); writes atomically.
+    ``stock_int4`` (FP models only): onnxruntime's blockwise weight-only INT4 instead (:mod:`.stock`)."""
     import onnx
 
     from edgesr.converter.export.onnx.qdq import lower_to_qdq
 
     t0 = time.perf_counter()
     quantized = getattr(model, "quant_config", None) is not None
+    if stock_int4 and quantized:
+        raise ValueError("the stock INT4 profile quantizes an FP model; a 2DQuant model exports as QDQ")
     wrapper = ExportableSwinIR(model.eval(), tile, fuse_blocks=False, dynamic=dynamic).eval()
     axes = {"lr": {2: "height", 3: "width"}, "sr": {2: "out_height", 3: "out_width"}} if dynamic else None
     example = (torch.rand(1, model.config.in_chans, *tile),)
@@ -102,9 +105,18 @@ def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64)
                           do_constant_folding=False)
     proto = onnx.load_from_string(buf.getvalue())
     lowered = lower_to_qdq(proto) if quantized else {}
+    stock = None
+    if stock_int4:
+        from edgesr.converter.export.onnx.stock import BLOCK_SIZE
+        from edgesr.converter.export.onnx.stock import stock_int4 as to_stock
+
+        proto, n = to_stock(proto)
+        stock = {"scheme": "onnxruntime MatMulNBits", "bits": 4, "block_size": BLOCK_SIZE, "symmetric": True,
+                 "layers": n}
     compact_names(proto)
     meta = descriptor(model, None if dynamic else tile, "onnx")
     meta["dynamic"] = dynamic
+    meta["stock_int4"] = stock
     meta["source"] = source or {}
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     onnx.checker.check_model(proto, full_check=True)
@@ -119,6 +131,6 @@ def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64)
         Path(tmp).unlink(missing_ok=True)
         raise
     ops = Counter(n.op_type for n in proto.graph.node)
-    return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "lowered": lowered,
+    return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "lowered": lowered, "stock_int4": stock,
             "ops": dict(sorted(ops.items())), "seconds": round(time.perf_counter() - t0, 1), "tile": None if dynamic else list(tile),
             "quantized": quantized}
