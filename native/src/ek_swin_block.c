@@ -43,12 +43,14 @@ typedef struct {
   const float *x;
   float *out, *dst;
   const float *src;
-  uint8_t *codes; /* STAGE_CODES: 3 x count bytes */
+  uint8_t *codes; /* STAGE_QKV_CODES: 3 x count bytes */
   size_t count;   /* rows (LN, scatter) or elements (GELU, add, codes) */
   int stage;
 } blk_ctx;
 
-enum { STAGE_LN1_GATHER, STAGE_SCALE, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STAGE_ADD, STAGE_CODES };
+enum { STAGE_LN1_GATHER, STAGE_QKV_CODES, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STAGE_ADD };
+
+#define BLK_CODE_CHUNK 2048 /* q is scaled then quantized this many floats at a time, while they are in L1 */
 
 #define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
 
@@ -98,10 +100,17 @@ EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
     for (i = i0; i < i1; ++i)
       blk_layer_norm(c->x + (size_t)b->order[i] * dim, dim, b->eps1, b->norm, b->norm + dim, c->dst + i * dim);
     break;
-  case STAGE_SCALE: {
-    const float s = b->q_scale;
-    float *EK_RESTRICT d = c->dst;
-    for (i = i0; i < i1; ++i) d[i] *= s;
+  case STAGE_QKV_CODES: { /* q (scaled first), k, v: consecutive in src; codes with the library's quantizer */
+    const float *ab = b->attn_bounds; /* q, k, map, v */
+    float *EK_RESTRICT q = c->dst;
+    size_t j, k;
+    for (j = i0; j < i1; j += BLK_CODE_CHUNK) {
+      const size_t len = i1 - j < BLK_CODE_CHUNK ? i1 - j : BLK_CODE_CHUNK;
+      for (k = j; k < j + len; ++k) q[k] *= b->q_scale;
+      edgesr_quantize_codes(q + j, len, ab[0], ab[1], b->bits, c->codes + j);
+    }
+    edgesr_quantize_codes(c->src + c->count + i0, i1 - i0, ab[2], ab[3], b->bits, c->codes + c->count + i0);
+    edgesr_quantize_codes(c->src + 2 * c->count + i0, i1 - i0, ab[6], ab[7], b->bits, c->codes + 2 * c->count + i0);
     break;
   }
   case STAGE_SCATTER_ADD_LN2: /* residual back in token order, and LN2 of the token while it is in L1 */
@@ -144,16 +153,6 @@ __attribute__((target("avx2,fma"))) static void blk_stage_avx2(const blk_ctx *c,
 static void blk_task(void *ctx, int tid, int nt) {
   const blk_ctx *c = (const blk_ctx *)ctx;
   const size_t i0 = c->count * (size_t)tid / (size_t)nt, i1 = c->count * (size_t)(tid + 1) / (size_t)nt;
-  if (c->stage == STAGE_CODES) { /* q, k, v (consecutive in the workspace) with the library's quantizer */
-    const float *ab = c->b->attn_bounds;
-    int j;
-    for (j = 0; j < 3; ++j) {
-      const int a = j == 0 ? 0 : j == 1 ? 2 : 6; /* bounds of q, k, v; 4..5 are the map's */
-      edgesr_quantize_codes(c->src + j * c->count + i0, i1 - i0, ab[a], ab[a + 1], c->b->bits,
-                            c->codes + j * c->count + i0);
-    }
-    return;
-  }
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
   const int isa = edgesr_active_isa();
   if (isa == EDGESR_ISA_AVX512_VNNI) {
@@ -169,7 +168,7 @@ static void blk_task(void *ctx, int tid, int nt) {
 }
 
 static void blk_stage(const struct edgesr_swin_block *b, int stage, const float *x, float *out, float *dst,
-                      const float *src, size_t count, int threads) {
+                      const float *src, uint8_t *codes, size_t count, int threads) {
   blk_ctx c;
   c.b = b;
   c.x = x;
@@ -178,7 +177,7 @@ static void blk_stage(const struct edgesr_swin_block *b, int stage, const float 
   c.src = src;
   c.count = count;
   c.stage = stage;
-  c.codes = NULL;
+  c.codes = codes;
   ek_parallel(threads, blk_task, &c);
 }
 
@@ -293,7 +292,6 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
   float *own = NULL, *A, *Q, *K, *V, *H;
   uint8_t *codes;
   const uint8_t *code_ptrs[3];
-  blk_ctx cc;
   int nt, rc;
   if (!b || !x || !out) return -1;
   tc = (size_t)b->tokens * b->dim;
@@ -310,18 +308,11 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
   H = V + tc;
   codes = (uint8_t *)(H + (size_t)b->tokens * ek_max(b->hidden, b->dim));
   /* Attention half: LN1 into shifted windows, q/k/v, attention, proj, back to tokens with the residual. */
-  blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, (size_t)b->tokens, nt);
+  blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, NULL, (size_t)b->tokens, nt);
   edgesr_qlinear_run(b->lin[LIN_Q], A, b->tokens, Q, nt);
   edgesr_qlinear_run(b->lin[LIN_K], A, b->tokens, K, nt);
   edgesr_qlinear_run(b->lin[LIN_V], A, b->tokens, V, nt);
-  blk_stage(b, STAGE_SCALE, NULL, NULL, Q, NULL, tc, nt);
-  memset(&cc, 0, sizeof cc);
-  cc.b = b;
-  cc.src = Q;
-  cc.codes = codes;
-  cc.count = tc;
-  cc.stage = STAGE_CODES;
-  ek_parallel(nt, blk_task, &cc);
+  blk_stage(b, STAGE_QKV_CODES, NULL, NULL, Q, Q, codes, tc, nt);
   code_ptrs[0] = codes;
   code_ptrs[1] = codes + tc;
   code_ptrs[2] = codes + 2 * tc;
@@ -329,12 +320,12 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
                        NULL, b->labels, b->windows, b->attn_bounds, b->bits, H, nt);
   if (rc == 0) {
     edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
-    blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, (size_t)b->tokens, nt);
+    blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, NULL, (size_t)b->tokens, nt);
     /* MLP half. */
     edgesr_qlinear_run(b->lin[LIN_FC1], A, b->tokens, H, nt);
-    blk_stage(b, STAGE_GELU, NULL, NULL, H, NULL, (size_t)b->tokens * b->hidden, nt);
+    blk_stage(b, STAGE_GELU, NULL, NULL, H, NULL, NULL, (size_t)b->tokens * b->hidden, nt);
     edgesr_qlinear_run(b->lin[LIN_FC2], H, b->tokens, K, nt);
-    blk_stage(b, STAGE_ADD, NULL, out, NULL, K, tc, nt);
+    blk_stage(b, STAGE_ADD, NULL, out, NULL, K, NULL, tc, nt);
   }
   free(own);
   return rc;
