@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_pte import SETS, fidelity  # scripts/ is on sys.path when run as a script
+from bench_pte import SETS, fidelity, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.onnx import export_onnx
@@ -110,11 +110,7 @@ def main() -> int:
         report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
                                        "limit": args.limit}
 
-    out = args.out or Path(f"results/onnx_x{fp.scale}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(report, indent=2))
-    Path(f"{out}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out or Path(f"results/onnx_x{fp.scale}"), report, markdown(report))
     return 0
 
 

@@ -143,12 +143,16 @@ def main() -> int:
         report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
                                        "limit": args.limit}
 
-    out = args.out or Path(f"results/pte_x{fp.scale}")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{out}.json").write_text(json.dumps(report, indent=2))
-    Path(f"{out}.md").write_text(markdown(report))
-    print(markdown(report))
+    write_report(args.out or Path(f"results/pte_x{fp.scale}"), report, markdown(report))
     return 0
+
+
+def write_report(stem: Path, report: dict, md: str) -> None:
+    """``<stem>.json`` and ``<stem>.md``; the markdown is also printed."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{stem}.json").write_text(json.dumps(report, indent=2))
+    Path(f"{stem}.md").write_text(md)
+    print(md)
 
 
 def markdown(r: dict) -> str:
