@@ -10,20 +10,11 @@ import numpy as np
 
 from edgesr.errors import EdgesrError
 
-METADATA_KEY = "edgesr_metadata"  # written by edgesr.converter.export.onnx
+METADATA_KEY = "edgesr_metadata"  # the descriptor's metadata property, written by edgesr.converter.export.onnx
 
 
 class OnnxError(EdgesrError):
     pass
-
-
-def is_onnx(path: str | Path) -> bool:
-    """A cheap sniff: a serialized ModelProto starts with field 1 (ir_version, varint) = byte 0x08."""
-    try:
-        with open(path, "rb") as f:
-            return f.read(1) == b"\x08"
-    except OSError:
-        return False
 
 
 class OnnxModel:

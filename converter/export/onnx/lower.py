@@ -23,26 +23,26 @@ import torch
 from edgesr.converter.export.descriptor import descriptor
 from edgesr.converter.export.graph import ExportableSwinIR
 from edgesr.models.swinir import SwinIR
+from edgesr.runtime.onnxrt import METADATA_KEY
 
 OPSET = 21  # 4-bit QuantizeLinear / DequantizeLinear
-METADATA_KEY = "edgesr_metadata"
 
 
-def _const(g, v, kind: str):
+def _const(v, kind: str):
     from torch.onnx.symbolic_helper import _maybe_get_const
 
     return _maybe_get_const(v, kind)
 
 
 def _qlinear_symbolic(g, x, w, b, xl, xu, wl, wu, bits):
-    return g.op("edgesr::QLinear", x, w, b, x_lower_f=_const(g, xl, "f"), x_upper_f=_const(g, xu, "f"),
-                w_lower_f=_const(g, wl, "f"), w_upper_f=_const(g, wu, "f"), bits_i=_const(g, bits, "i"))
+    return g.op("edgesr::QLinear", x, w, b, x_lower_f=_const(xl, "f"), x_upper_f=_const(xu, "f"),
+                w_lower_f=_const(wl, "f"), w_upper_f=_const(wu, "f"), bits_i=_const(bits, "i"))
 
 
 def _qbmm_symbolic(g, a, b, al, au, bl, bu, bits, b_transposed):
-    return g.op("edgesr::QBmm", a, b, a_lower_f=_const(g, al, "f"), a_upper_f=_const(g, au, "f"),
-                b_lower_f=_const(g, bl, "f"), b_upper_f=_const(g, bu, "f"), bits_i=_const(g, bits, "i"),
-                b_transposed_i=int(bool(_const(g, b_transposed, "b"))))
+    return g.op("edgesr::QBmm", a, b, a_lower_f=_const(al, "f"), a_upper_f=_const(au, "f"),
+                b_lower_f=_const(bl, "f"), b_upper_f=_const(bu, "f"), bits_i=_const(bits, "i"),
+                b_transposed_i=int(bool(_const(b_transposed, "b"))))
 
 
 def _register_symbolics() -> None:
