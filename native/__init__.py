@@ -297,6 +297,9 @@ _SIGNATURES = {
     "edgesr_swin_block_destroy": (None, [_p]),
     "edgesr_swin_block_workspace_floats": (ctypes.c_size_t, [_p]),
     "edgesr_swin_block_run": (_i, [_p, _p, _p, _p, _i]),
+    "edgesr_swin_block_shape": (None, [_p, ctypes.POINTER(_i), ctypes.POINTER(_i)]),
+    "edgesr_blob_op": (_i, [ctypes.c_char_p, ctypes.c_size_t]),
+    "edgesr_swin_block_from_blob": (_p, [ctypes.c_char_p, ctypes.c_size_t]),
 }
 
 
@@ -625,14 +628,29 @@ class SwinBlock:
             d.w_bounds[i][0], d.w_bounds[i][1] = float(wb[0]), float(wb[1])
         for i, v in enumerate(np.asarray(attn_bounds, dtype=np.float64).reshape(8)):
             d.attn_bounds[i] = float(v)
+        self._adopt(_lib().edgesr_swin_block_create(ctypes.byref(d)),
+                    "edgesr_swin_block_create rejected the block (grid a multiple of the window, "
+                    "0 <= shift < window, dim a multiple of heads, upper > lower)")
+
+    @classmethod
+    def from_blob(cls, blob: bytes) -> "SwinBlock":
+        """The block a delegate blob describes (:mod:`edgesr.converter.export.blob`), parsed by the native
+        library exactly as the ExecuTorch and LiteRT delegates parse it."""
+        self = cls.__new__(cls)
+        self._handle = None
+        blob = bytes(blob)
+        self._adopt(_lib().edgesr_swin_block_from_blob(blob, len(blob)), "not a valid Swin-block blob")
+        return self
+
+    def _adopt(self, handle, error: str) -> None:
+        if not handle:
+            raise ValueError(error)
         lib = _lib()
-        self.tokens, self.dim = height * width, dim
-        self._handle = lib.edgesr_swin_block_create(ctypes.byref(d))
-        if not self._handle:
-            raise ValueError("edgesr_swin_block_create rejected the block (grid a multiple of the window, "
-                             "0 <= shift < window, dim a multiple of heads, upper > lower)")
-        self._destroy = lib.edgesr_swin_block_destroy
-        self.workspace = np.empty(lib.edgesr_swin_block_workspace_floats(self._handle), dtype=np.float32)
+        self._handle, self._destroy = handle, lib.edgesr_swin_block_destroy
+        tokens, dim = _i(), _i()
+        lib.edgesr_swin_block_shape(handle, ctypes.byref(tokens), ctypes.byref(dim))
+        self.tokens, self.dim = tokens.value, dim.value
+        self.workspace = np.empty(lib.edgesr_swin_block_workspace_floats(handle), dtype=np.float32)
 
     def run(self, x, threads: int = 1) -> np.ndarray:
         x = _f32(x)

@@ -101,3 +101,36 @@ def test_gelu_and_layer_norm_inside_the_block_are_accurate():
     got = native.SwinBlock(**kwargs).run(x[0].numpy())
     err = np.abs(got - want)
     assert np.mean(err < 1e-4) > 0.98, err.max()
+
+
+def test_native_blob_parser_builds_the_same_block(quant_model):
+    """The delegates' path (blob bytes -> edgesr_swin_block_from_blob) equals the descriptor path bit for bit."""
+    rng = np.random.default_rng(5)
+    x = rng.normal(0, 1, (TILE[0] * TILE[1], TINY["embed_dim"])).astype(np.float32)
+    for blk in _blocks(quant_model):
+        kwargs = swin_block.native_kwargs(swin_block.block_tensors(blk), swin_block.block_scalars(blk, TILE))
+        blob = swin_block.block_blob(blk, TILE)
+        from_blob = native.SwinBlock.from_blob(blob)
+        assert (from_blob.tokens, from_blob.dim) == (TILE[0] * TILE[1], TINY["embed_dim"])
+        np.testing.assert_array_equal(from_blob.run(x), native.SwinBlock(**kwargs).run(x))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "trailing", "magic", "version", "op", "packed_count"])
+def test_native_blob_parser_rejects_damaged_blobs(quant_model, damage):
+    blob = bytearray(swin_block.block_blob(_blocks(quant_model)[0], TILE))
+    if damage == "truncated":
+        blob = blob[:-3]
+    elif damage == "trailing":
+        blob += b"\0"
+    elif damage == "magic":
+        blob[0:4] = b"XXXX"
+    elif damage == "version":
+        blob[4] = 9
+    elif damage == "op":
+        blob[8] = 1
+    else:  # the q linear's packed byte count, right after the fixed header, norms and table
+        c, heads, ws = TINY["embed_dim"], TINY["num_heads"][0], TINY["window_size"]
+        at = 184 + 4 * (4 * c + (2 * ws - 1) ** 2 * heads)
+        blob[at] ^= 1
+    with pytest.raises(ValueError, match="not a valid Swin-block blob"):
+        native.SwinBlock.from_blob(bytes(blob))

@@ -92,3 +92,13 @@ def native_kwargs(tensors: dict, s: BlockScalars) -> dict:
                 norm1=(np_(tensors["norm1_weight"]), np_(tensors["norm1_bias"])),
                 norm2=(np_(tensors["norm2_weight"]), np_(tensors["norm2_bias"])),
                 bias_table=np_(tensors["bias_table"]), linears=linears, attn_bounds=b[24:32])
+
+
+def block_blob(blk: nn.Module, tile: tuple[int, int]) -> bytes:
+    """The delegate blob of one uniformly quantized block (layout: :mod:`.blob`)."""
+    from edgesr.converter.export.blob import swin_block_blob
+
+    t, s = block_tensors(blk), block_scalars(blk, tile)
+    return swin_block_blob((t["norm1_weight"], t["norm1_bias"]), (t["norm2_weight"], t["norm2_bias"]),
+                           t["bias_table"], t["weights"], t["biases"], s.height, s.width, s.window, s.shift,
+                           s.heads, s.q_scale, s.eps1, s.eps2, s.bounds, s.bits)

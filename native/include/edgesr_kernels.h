@@ -119,6 +119,15 @@ size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *block);
 int edgesr_swin_block_run(const edgesr_swin_block *block, const float *x, float *out, float *workspace,
                           int threads);
 
+/* Tokens (height * width) and channels of the block's input and output. */
+void edgesr_swin_block_shape(const edgesr_swin_block *block, int *tokens, int *dim);
+
+/* Delegate blobs (layout: edgesr/converter/export/blob.py), shared by every delegate. edgesr_blob_op returns the
+ * op code of a well-formed header (1 linear, 2 batch matmul, 3 attention, 4 Swin block), or -1.
+ * edgesr_swin_block_from_blob returns NULL unless the bytes are exactly one valid Swin-block blob. */
+int edgesr_blob_op(const void *blob, size_t bytes);
+edgesr_swin_block *edgesr_swin_block_from_blob(const void *blob, size_t bytes);
+
 #ifdef __cplusplus
 }
 #endif

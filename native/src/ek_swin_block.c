@@ -279,6 +279,11 @@ void edgesr_swin_block_destroy(edgesr_swin_block *b) {
   free(b);
 }
 
+void edgesr_swin_block_shape(const edgesr_swin_block *b, int *tokens, int *dim) {
+  if (tokens) *tokens = b ? b->tokens : 0;
+  if (dim) *dim = b ? b->dim : 0;
+}
+
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
   return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim)) +

@@ -1,5 +1,5 @@
 // ExecuTorch delegate "EdgesrInt4Backend": runs 2DQuant's quantized linears and attention matmuls with the
-// shared native kernels (native/). The blob layout is written by ../backend.py (see its docstring).
+// shared native kernels (native/). The blob layout is written by converter/export/blob.py (see its docstring).
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
@@ -89,68 +89,6 @@ struct Handle {
   size_t tokens = 0, dim = 0, workspace_floats = 0;
 };
 
-// Floats from the blob, copied (the blob may not be 4-byte aligned).
-bool read_floats(Reader& r, size_t count, std::vector<float>& out) {
-  const uint8_t* raw = r.take(sizeof(float) * count);
-  if (!raw) return false;
-  out.resize(count);
-  std::memcpy(out.data(), raw, sizeof(float) * count);
-  return true;
-}
-
-// Parses the swin-block blob (layout: ../backend.py) and creates the native block.
-edgesr_swin_block* create_swin_block(Reader& r, int bits, Handle* h) {
-  edgesr_swin_block_desc d{};
-  d.bits = bits;
-  uint32_t dims[7];
-  for (uint32_t& v : dims) v = r.get<uint32_t>();
-  d.dim = static_cast<int>(dims[0]);
-  d.heads = static_cast<int>(dims[1]);
-  d.window = static_cast<int>(dims[2]);
-  d.shift = static_cast<int>(dims[3]);
-  d.hidden = static_cast<int>(dims[4]);
-  d.height = static_cast<int>(dims[5]);
-  d.width = static_cast<int>(dims[6]);
-  d.eps1 = r.get<float>();
-  d.eps2 = r.get<float>();
-  d.q_scale = r.get<float>();
-  float bounds[32];
-  for (float& b : bounds) b = r.get<float>();
-  if (!r.ok || d.dim < 1 || d.dim > 4096 || d.heads < 1 || d.window < 1 || d.window > 64 || d.hidden < 1 ||
-      d.hidden > 16384)
-    return nullptr;
-  const size_t c = static_cast<size_t>(d.dim), table = static_cast<size_t>(2 * d.window - 1) * (2 * d.window - 1);
-  std::vector<float> norms, bias_table, biases[6];
-  if (!read_floats(r, 4 * c, norms) || !read_floats(r, table * static_cast<size_t>(d.heads), bias_table))
-    return nullptr;
-  d.norm1_weight = norms.data();
-  d.norm1_bias = norms.data() + c;
-  d.norm2_weight = norms.data() + 2 * c;
-  d.norm2_bias = norms.data() + 3 * c;
-  d.bias_table = bias_table.data();
-  for (int i = 0; i < 6; ++i) {
-    const size_t n = i == 4 ? static_cast<size_t>(d.hidden) : c, k = i == 5 ? static_cast<size_t>(d.hidden) : c;
-    const uint32_t packed_bytes = r.get<uint32_t>();
-    if (!r.ok || packed_bytes != (n * k * static_cast<size_t>(bits) + 7) / 8) return nullptr;
-    d.weight_packed[i] = r.take(packed_bytes);
-    const uint32_t has_bias = r.get<uint32_t>();
-    if (!r.ok || (has_bias && !read_floats(r, n, biases[i]))) return nullptr;
-    d.bias[i] = has_bias ? biases[i].data() : nullptr;
-    d.x_bounds[i][0] = bounds[4 * i];
-    d.x_bounds[i][1] = bounds[4 * i + 1];
-    d.w_bounds[i][0] = bounds[4 * i + 2];
-    d.w_bounds[i][1] = bounds[4 * i + 3];
-  }
-  for (int i = 0; i < 8; ++i) d.attn_bounds[i] = bounds[24 + i];
-  edgesr_swin_block* block = edgesr_swin_block_create(&d);  // copies everything it keeps
-  if (block) {
-    h->tokens = static_cast<size_t>(d.height) * d.width;
-    h->dim = c;
-    h->workspace_floats = edgesr_swin_block_workspace_floats(block);
-  }
-  return block;
-}
-
 // One workspace per executing thread, shared by every block it runs (blocks run one after another).
 float* block_workspace(size_t floats) {
   thread_local std::vector<float> workspace;
@@ -224,7 +162,14 @@ class EdgesrInt4Backend final : public BackendInterface {
         return Error::InvalidProgram;
       }
     } else if (h->op == kOpSwinBlock) {
-      h->block = create_swin_block(r, h->bits, h);
+      h->block = edgesr_swin_block_from_blob(processed->data(), processed->size());  // the native parser
+      if (h->block) {
+        int tokens = 0, dim = 0;
+        edgesr_swin_block_shape(h->block, &tokens, &dim);
+        h->tokens = static_cast<size_t>(tokens);
+        h->dim = static_cast<size_t>(dim);
+        h->workspace_floats = edgesr_swin_block_workspace_floats(h->block);
+      }
       if (!h->block) {
         delete h;
         return Error::InvalidProgram;
