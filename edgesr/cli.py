@@ -160,9 +160,11 @@ def cmd_export(args: argparse.Namespace) -> int:
     source = {"path": str(path), "sha256": sha256_of(path)}
     if args.dynamic and args.format != "onnx":
         raise EdgesrError("--dynamic needs --format onnx (a .pte is built for one static tile)")
-    if args.stock_int4 and (args.format != "onnx" or args.quant):
-        raise EdgesrError("--stock-int4 needs --format onnx and an FP --model (it is onnxruntime's own INT4, "
-                          "not 2DQuant)")
+    if args.stock_int4 and (args.format == "pte" or args.quant):
+        raise EdgesrError("--stock-int4 needs --format onnx or tflite and an FP --model (it is the runtime's own "
+                          "INT4, not 2DQuant)")
+    if args.stock_int8_convs and not (args.stock_int4 and args.format == "tflite"):
+        raise EdgesrError("--stock-int8-convs goes with --format tflite --stock-int4")
     if args.format == "pte":
         try:
             from edgesr.converter.export.executorch import export_pte
@@ -172,6 +174,13 @@ def cmd_export(args: argparse.Namespace) -> int:
             warnings.simplefilter("ignore")
             report = export_pte(model, out, tile=args.tile, source=source, fuse_attention=args.fuse_attention,
                                 fuse_blocks=not args.per_layer)
+    elif args.format == "tflite":
+        try:
+            from edgesr.converter.export.tflite import export_tflite
+        except ImportError as e:
+            raise EdgesrError(f"--format tflite needs ai-edge-litert (pip install 'edgesr[tflite]'): {e}") from None
+        report = export_tflite(model, out, tile=args.tile, source=source, stock_int4=args.stock_int4,
+                               stock_int8_convs=args.stock_int8_convs)
     else:
         try:
             from edgesr.converter.export.onnx import export_onnx
@@ -340,15 +349,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--force", action="store_true", help="overwrite --out")
     q.set_defaults(func=cmd_quantize)
 
-    x = sub.add_parser("export", parents=[common], help="lower a model to a deployment file (.pte)")
-    x.add_argument("--format", choices=("pte", "onnx"), default="pte",
-                   help="target format: pte (ExecuTorch, edgesr INT4 delegate) or onnx (QDQ, onnxruntime); default pte")
+    x = sub.add_parser("export", parents=[common], help="lower a model to a deployment file (.pte, .tflite, .onnx)")
+    x.add_argument("--format", choices=("pte", "tflite", "onnx"), default="pte",
+                   help="target format: pte (ExecuTorch, edgesr INT4 delegate), tflite (LiteRT, edgesr INT4 "
+                        "delegate) or onnx (QDQ, onnxruntime); default pte")
     x.add_argument("--model", default="swinir_light_x4", help="FP zoo name or checkpoint (FP32 export)")
-    x.add_argument("--quant", help="quantized artifact: export its integer model (pte: edgesr INT4 delegate; "
-                                   "onnx: uint4 QDQ)")
+    x.add_argument("--quant", help="quantized artifact: export its integer model (pte, tflite: edgesr INT4 "
+                                   "delegate; onnx: uint4 QDQ)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
     x.add_argument("--stock-int4", action="store_true",
-                   help="onnx only, FP model: onnxruntime's blockwise weight-only INT4 (MatMulNBits), no custom code")
+                   help="FP model, no custom code on the device: onnx: onnxruntime's blockwise weight-only INT4 "
+                        "(MatMulNBits); tflite: LiteRT's per-channel INT4 fully-connected weights, dynamic "
+                        "activations (ai-edge-quantizer)")
+    x.add_argument("--stock-int8-convs", action="store_true",
+                   help="tflite --stock-int4: INT8 conv weights as well")
     x.add_argument("--dynamic", action="store_true",
                    help="onnx only: any H, W (multiples of the window) instead of one static tile")
     x.add_argument("--per-layer", action="store_true",

@@ -232,6 +232,46 @@ def build(out: str | Path, compiler: str | list[str] | None = None, jobs: int | 
     return lib
 
 
+def build_plugin(lib_name: str, sources: list[tuple[Path, list[str]]], linker: list[str], link_args: list[str],
+                 key_parts: tuple = (), force: bool = False) -> Path:
+    """A shared library of the kernels plus ``sources`` (each ``(file, compiler argv without -c/-o)``), linked by
+    ``[*linker, -o lib, objects..., *link_args]``: the delegates' libraries. Cached like the kernels, keyed by
+    every input, and published atomically (concurrent builders race harmlessly)."""
+    cc = _compiler()
+    arch = target_arch(cc)
+    h = hashlib.sha256(_build_key(cc, arch).encode())
+    for src, argv in sources:
+        h.update(src.name.encode() + b"\0" + Path(src).read_bytes() + json.dumps(argv).encode())
+    h.update(json.dumps([lib_name, linker, link_args, [str(k) for k in key_parts]]).encode())
+    out_dir = _cache_root() / f"{Path(lib_name).stem}-{h.hexdigest()[:16]}"
+    lib = out_dir / lib_name
+    if lib.is_file() and not force:
+        return lib
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{Path(lib_name).stem}-", dir=out_dir.parent))
+    try:
+        cmds = compile_commands(cc, arch, tmp)
+        cmds += [(src, tmp / (Path(src).stem + ".o"), [*argv, "-c", str(src), "-o", str(tmp / (Path(src).stem + ".o"))])
+                 for src, argv in sources]
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            for f in [pool.submit(_run_compiler, argv) for _, _, argv in cmds]:
+                f.result()
+        _run_compiler([*linker, "-o", str(tmp / lib_name), *[str(obj) for _, obj, _ in cmds], *link_args])
+        for obj in tmp.glob("*.o"):
+            obj.unlink()
+        os.chmod(tmp, 0o755)
+        if force and out_dir.exists():
+            shutil.rmtree(out_dir, ignore_errors=True)
+        try:
+            os.rename(tmp, out_dir)
+        except OSError:
+            if not lib.is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return lib
+
+
 _BUILD_LOCK = threading.Lock()
 _LIB_PATH: Path | None = None
 
