@@ -53,7 +53,12 @@ def read_metadata(data: bytes, path: Path) -> dict:
         entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}
         if METADATA_KEY not in entries:
             raise TfliteError(f"{path}: not exported by edgesr (no {METADATA_KEY} metadata)")
-        return json.loads(model.Buffers(entries[METADATA_KEY]).DataAsNumpy().tobytes())
+        buf = model.Buffers(entries[METADATA_KEY])
+        if buf.DataLength():
+            raw = buf.DataAsNumpy().tobytes()
+        else:  # stored past the flatbuffer (offset from the file start), as rewriters of large models do
+            raw = data[buf.Offset() : buf.Offset() + buf.Size()]
+        return json.loads(raw)
     except TfliteError:
         raise
     except Exception as e:  # a damaged flatbuffer fails anywhere in the generated accessors

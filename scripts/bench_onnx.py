@@ -14,16 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from bench_pte import SETS, fidelity, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import SETS, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.onnx import export_onnx
@@ -43,17 +40,7 @@ def export(model, path: Path, tile, reuse: bool, source: dict, stock_int4: bool 
 
 
 def latency(paths: dict, tile, threads: int, rounds: int) -> dict:
-    models = {k: OnnxModel(p, threads=threads) for k, p in paths.items()}
-    x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
-    for m in models.values():
-        m.run(x)
-    times = {k: [] for k in models}
-    for _ in range(rounds):
-        for k, m in models.items():
-            t = time.perf_counter()
-            m.run(x)
-            times[k].append(time.perf_counter() - t)
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return interleaved_ms({k: OnnxModel(p, threads=threads) for k, p in paths.items()}, tile, rounds)
 
 
 def main() -> int:

@@ -67,8 +67,14 @@ def breakdown(path: Path) -> dict:
 def latency(models: dict, tile, threads: int, rounds: int) -> dict:
     torch.set_num_threads(threads)
     set_threads(threads, force=True)  # after torch's: see edgesr.runtime.pte.set_threads
+    return interleaved_ms(models, tile, rounds)
+
+
+def interleaved_ms(models: dict, tile, rounds: int) -> dict:
+    """Median ms per ``run`` of each model at ``tile``, one warm-up each, then rounds that run every model once
+    in turn (so a noisy neighbour slows all of them alike)."""
     x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
-    for m in models.values():  # warm-up (and method reload after the pool resize)
+    for m in models.values():  # warm-up (and method reload after a pool resize)
         m.run(x)
     times = {k: [] for k in models}
     for _ in range(rounds):

@@ -78,7 +78,7 @@ def test_edgesr_int4_tflite_matches_fake_quant(q_tflite):
     q, path, report = q_tflite
     n_block = sum(len(layer.blocks) for layer in q.layers)
     names = op_names(path.read_bytes())
-    assert names.count("EDGESR_SWIN_BLOCK") == n_block == report["custom_blocks"]
+    assert names.count("EDGESR_SWIN_BLOCK") == n_block and report["custom_ops"] == {"EDGESR_SWIN_BLOCK": n_block}
     assert "FULLY_CONNECTED" not in names and "BATCH_MATMUL" not in names
     assert not any(n.startswith("Flex") for n in names)
     x = _x()
@@ -109,32 +109,25 @@ def test_edgesr_int4_tflite_equals_int4_pte(tmp_path):
 
 
 def test_custom_ops_exactly_where_the_quant_config_says(tmp_path):
+    """Block (0, 0) left FP, block (1, 1)'s MLP left FP: that block's q, k, v, proj and both attention matmuls
+    become per-layer custom ops, blocks (0, 1) and (1, 0) one EDGESR_SWIN_BLOCK each."""
     from edgesr.converter.calibrate import calibrate
 
-    config = QuantConfig(bits=4, init="minmax", exclude=("layers.0.blocks.0.*",))
+    config = QuantConfig(bits=4, init="minmax", exclude=("layers.0.blocks.0.*", "layers.1.blocks.1.mlp.*"))
     q = quantize(_fp_model(), config)
     calibrate(q, torch.rand(2, 3, *TILE), config)
     path = tmp_path / "partial.tflite"
     report = export_tflite(q, path, tile=TILE)
     names = op_names(path.read_bytes())
-    assert names.count("EDGESR_SWIN_BLOCK") == report["custom_blocks"] == 3
-    assert names.count("FULLY_CONNECTED") == 6 and names.count("BATCH_MATMUL") == 2  # block (0, 0) in FP32
+    assert report["custom_ops"] == {"EDGESR_QBMM": 2, "EDGESR_QLINEAR": 4, "EDGESR_SWIN_BLOCK": 2}
+    assert names.count("EDGESR_SWIN_BLOCK") == 2 and names.count("EDGESR_QLINEAR") == 4
+    assert names.count("FULLY_CONNECTED") == 6 + 2 and names.count("BATCH_MATMUL") == 2  # the FP layers
+    x = _x(2)
     with torch.no_grad():
-        ref = q(_x()).numpy()
-    out = TfliteModel(path).run(_x().numpy())
-    assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3
-
-
-def test_partly_quantized_block_is_a_clear_error(tmp_path):
-    from edgesr.converter.calibrate import calibrate
-
-    config = QuantConfig(bits=4, init="minmax", exclude=("layers.1.blocks.1.mlp.*",))
-    q = quantize(_fp_model(), config)
-    calibrate(q, torch.rand(2, 3, *TILE), config)
-    out = tmp_path / "mixed.tflite"
-    with pytest.raises(EdgesrError, match="quantizes part of a block"):
-        export_tflite(q, out, tile=TILE)
-    assert not out.exists() and not list(tmp_path.iterdir())  # nothing half-written
+        ref = q(x).numpy()
+    for threads in (1, 2):
+        out = TfliteModel(path, threads=threads).run(x.numpy())
+        assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3
 
 
 @pytest.mark.parametrize("int8_convs", [False, True])
@@ -245,5 +238,15 @@ def test_cli_exports_tflite(tmp_path, q_tflite):
                            "--tile", f"{TILE[0]}x{TILE[1]}", "--out", str(out)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["custom_blocks"] == sum(len(layer.blocks) for layer in q.layers)
+    assert report["custom_ops"] == {"EDGESR_SWIN_BLOCK": sum(len(layer.blocks) for layer in q.layers)}
     assert TfliteModel(out).metadata["source"]["path"] == str(art)
+    # Tiled inference through the runtime equals tiled fake-quant (to one level of 255).
+    from edgesr.runtime.session import TorchModel, upscale
+
+    img = np.random.default_rng(3).integers(0, 256, (13, 29, 3), dtype=np.uint8)
+    a = upscale(open_model(out), img, overlap=4)
+    b = upscale(TorchModel(q, TILE), img, overlap=4)
+    assert a.shape == (26, 58, 3) and np.abs(a.astype(int) - b.astype(int)).max() <= 1
+    again = subprocess.run([sys.executable, "-m", "edgesr.cli", "export", "--format", "tflite", "--quant", str(art),
+                            "--tile", f"{TILE[0]}x{TILE[1]}", "--out", str(out)], capture_output=True, text=True)
+    assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr

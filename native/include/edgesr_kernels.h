@@ -56,6 +56,8 @@ typedef struct edgesr_qlinear edgesr_qlinear;
 edgesr_qlinear *edgesr_qlinear_create(int n, int k, int bits, const uint8_t *weight_packed, float w_lower,
                                       float w_upper, float x_lower, float x_upper, const float *bias);
 void edgesr_qlinear_destroy(edgesr_qlinear *layer);
+/* Output channels n and input channels k of a linear. */
+void edgesr_qlinear_shape(const edgesr_qlinear *layer, int *n, int *k);
 
 /* y (M x N) = quantized linear of x (M x K), both row-major float32; threads >= 1. */
 void edgesr_qlinear_run(const edgesr_qlinear *layer, const float *x, int m, float *y, int threads);
@@ -127,6 +129,9 @@ void edgesr_swin_block_shape(const edgesr_swin_block *block, int *tokens, int *d
  * edgesr_swin_block_from_blob returns NULL unless the bytes are exactly one valid Swin-block blob. */
 int edgesr_blob_op(const void *blob, size_t bytes);
 edgesr_swin_block *edgesr_swin_block_from_blob(const void *blob, size_t bytes);
+edgesr_qlinear *edgesr_qlinear_from_blob(const void *blob, size_t bytes);
+/* A batch-matmul blob's bits, b_transposed and bounds (a lower, a upper, b lower, b upper); 0, or -1. */
+int edgesr_qbmm_from_blob(const void *blob, size_t bytes, int *bits, int *b_transposed, float bounds[4]);
 
 #ifdef __cplusplus
 }

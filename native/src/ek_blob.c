@@ -5,7 +5,7 @@
 
 #include "edgesr_kernels.h"
 
-enum { BLOB_VERSION = 1, OP_SWIN_BLOCK = 4 };
+enum { BLOB_VERSION = 1, OP_LINEAR = 1, OP_BMM = 2, OP_SWIN_BLOCK = 4 };
 
 typedef struct {
   const uint8_t *p;
@@ -108,4 +108,38 @@ edgesr_swin_block *edgesr_swin_block_from_blob(const void *blob, size_t bytes) {
 done:
   free(floats);
   return block;
+}
+
+edgesr_qlinear *edgesr_qlinear_from_blob(const void *blob, size_t bytes) {
+  if (edgesr_blob_op(blob, bytes) != OP_LINEAR) return NULL;
+  reader r = {(const uint8_t *)blob + 12, bytes - 12, 1};
+  const uint32_t bits = get_u32(&r), n = get_u32(&r), k = get_u32(&r), has_bias = get_u32(&r);
+  float b[4];
+  for (int i = 0; i < 4; ++i) b[i] = get_f32(&r);
+  const uint32_t packed = get_u32(&r);
+  if (!r.ok || n < 1 || k < 1 || n > (1u << 20) || k > (1u << 20) || bits < 1 || bits > 8 ||
+      packed != ((size_t)n * k * bits + 7) / 8)
+    return NULL;
+  const uint8_t *codes = take(&r, packed);
+  float *bias = NULL;
+  if (r.ok && has_bias) {
+    bias = (float *)malloc(sizeof(float) * n);
+    if (!bias || !get_floats(&r, bias, n)) {
+      free(bias);
+      return NULL;
+    }
+  }
+  edgesr_qlinear *lin = NULL;
+  if (r.ok && r.left == 0) lin = edgesr_qlinear_create((int)n, (int)k, (int)bits, codes, b[2], b[3], b[0], b[1], bias);
+  free(bias);
+  return lin;
+}
+
+int edgesr_qbmm_from_blob(const void *blob, size_t bytes, int *bits, int *b_transposed, float bounds[4]) {
+  if (edgesr_blob_op(blob, bytes) != OP_BMM) return -1;
+  reader r = {(const uint8_t *)blob + 12, bytes - 12, 1};
+  *bits = (int)get_u32(&r);
+  *b_transposed = (int)get_u32(&r);
+  for (int i = 0; i < 4; ++i) bounds[i] = get_f32(&r);
+  return r.ok && r.left == 0 && *bits >= 1 && *bits <= 8 && bounds[1] > bounds[0] && bounds[3] > bounds[2] ? 0 : -1;
 }

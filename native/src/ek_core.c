@@ -281,6 +281,11 @@ struct edgesr_qlinear {
   float *ct;   /* per-channel constant term: l_x s_w CW[n] + K l_x l_w + bias[n], zero padded */
 };
 
+void edgesr_qlinear_shape(const edgesr_qlinear *lin, int *n, int *k) {
+  if (n) *n = lin ? lin->n : 0;
+  if (k) *k = lin ? lin->k : 0;
+}
+
 edgesr_qlinear *edgesr_qlinear_create(int n, int k, int bits, const uint8_t *weight_packed, float w_lower,
                                       float w_upper, float x_lower, float x_upper, const float *bias) {
   edgesr_qlinear *layer;

@@ -18,8 +18,10 @@ everywhere and no Flex op. One concrete shape, SwinIR-light on a 64×64 tile (40
 
 edgesr INT4: a uniformly quantized block becomes one CUSTOM ``EDGESR_SWIN_BLOCK`` op, (4096, 60) -> (4096, 60),
 whose custom options are the delegate blob of :mod:`edgesr.converter.export.blob` (22,672 bytes for a 4-bit
-SwinIR-light block); the edgesr LiteRT delegate (``runtime/``) runs it with the native kernels. Blocks the
-QuantConfig leaves FP keep the builtin ops above. The model descriptor travels as metadata ``edgesr_metadata``.
+SwinIR-light block); the edgesr LiteRT delegate (``runtime/``) runs it with the native kernels. In a block the
+QuantConfig quantizes only in part, each quantized linear becomes ``EDGESR_QLINEAR`` (its packed codes, bias and
+bounds as options) and each quantized attention matmul ``EDGESR_QBMM`` (4D operands, e.g. (64, 6, 64, 10) ×
+(64, 6, 64, 10)ᵀ); its other ops, and blocks left FP, keep the builtins above. The model descriptor travels as metadata ``edgesr_metadata``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import torch
 from ai_edge_litert import schema_py_generated as fb
 
 from edgesr.converter.export import swin_block
+from edgesr.converter.export.blob import bmm_blob, linear_blob
 from edgesr.converter.export.descriptor import descriptor
 from edgesr.converter.export.tflite.builder import Graph, op_names
 from edgesr.converter.quant import QuantLinear, QuantMatMul
@@ -43,7 +46,7 @@ from edgesr.errors import EdgesrError
 from edgesr.models.swinir import SwinIR, relative_position_index, shifted_window_regions
 from edgesr.runtime.litert import METADATA_KEY
 
-SWIN_BLOCK_OP = "EDGESR_SWIN_BLOCK"
+SWIN_BLOCK_OP, LINEAR_OP, BMM_OP = "EDGESR_SWIN_BLOCK", "EDGESR_QLINEAR", "EDGESR_QBMM"
 B = fb.BuiltinOperator
 
 
@@ -51,8 +54,8 @@ def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
 
 
-def _has_quant_layers(blk) -> bool:
-    return any(isinstance(m, (QuantLinear, QuantMatMul)) for m in blk.modules())
+def _pair(q) -> tuple[float, float]:
+    return float(q.lower.detach()), float(q.upper.detach())
 
 
 class _Lowering:
@@ -64,7 +67,8 @@ class _Lowering:
         self.nw = (self.h // self.ws) * (self.w // self.ws)
         self._perm: dict[int, tuple[int, int]] = {}
         self._mask: int | None = None
-        self.custom_blocks = 0
+        self._bias: dict[int, int] = {}
+        self.custom_ops: Counter = Counter()
 
     # -- op helpers: each returns the output tensor index ---------------------------------------------------------
     def new(self, shape) -> int:
@@ -126,6 +130,12 @@ class _Lowering:
     def fc(self, x: int, layer) -> int:
         weight = layer.weight
         out = self.new([self.shape(x)[0], weight.shape[0]])
+        if isinstance(layer, QuantLinear):
+            xq, wq = layer.input_quant, layer.weight_quant
+            blob = linear_blob(weight, layer.bias, _pair(xq), _pair(wq), xq.bits)
+            self.g.custom(LINEAR_OP, [x], [out], blob)
+            self.custom_ops[LINEAR_OP] += 1
+            return out
         inputs = [x, self.g.const(_np(weight))]
         inputs.append(self.g.const(_np(layer.bias)) if layer.bias is not None else -1)
         self.g.op(B.FULLY_CONNECTED, inputs, [out], fb.FullyConnectedOptionsT())
@@ -147,9 +157,14 @@ class _Lowering:
         self.g.op(B.CONV_2D, [x, self.g.const(w), self.g.const(b)], [out], opts)
         return out
 
-    def batch_matmul(self, a: int, b: int, adj_y: bool) -> int:
+    def batch_matmul(self, a: int, b: int, adj_y: bool, layer=None) -> int:
         sa, sb = self.shape(a), self.shape(b)
         out = self.new([*sa[:-1], sb[-2] if adj_y else sb[-1]])
+        if isinstance(layer, QuantMatMul):
+            blob = bmm_blob(_pair(layer.a_quant), _pair(layer.b_quant), layer.a_quant.bits, adj_y)
+            self.g.custom(BMM_OP, [a, b], [out], blob)
+            self.custom_ops[BMM_OP] += 1
+            return out
         opts = fb.BatchMatMulOptionsT()
         opts.adjX, opts.adjY = False, adj_y
         self.g.op(B.BATCH_MATMUL, [a, b], [out], opts)
@@ -184,14 +199,14 @@ class _Lowering:
 
         q = split(self.scalar(B.MUL, self.fc(x, attn.q), float(attn.scale)))
         k, v = split(self.fc(x, attn.k)), split(self.fc(x, attn.v))
-        scores = self.batch_matmul(q, k, adj_y=True)  # (nW, heads, N, N)
+        scores = self.batch_matmul(q, k, adj_y=True, layer=attn.qk_matmul)  # (nW, heads, N, N)
         scores = self.binary(B.ADD, scores, self._bias[id(blk)])
         if blk.shift:
             scores = self.binary(B.ADD, scores, self.shift_mask())
         opts = fb.SoftmaxOptionsT()
         opts.beta = 1.0
         probs = self.unary(B.SOFTMAX, scores, opts)
-        out = self.transpose(self.batch_matmul(probs, v, adj_y=False), [0, 2, 1, 3])
+        out = self.transpose(self.batch_matmul(probs, v, adj_y=False, layer=attn.av_matmul), [0, 2, 1, 3])
         return self.fc(self.reshape(out, [self.nw * self.n, self.c]), attn.proj)
 
     def roll(self, x: int, shift: int) -> int:
@@ -244,23 +259,18 @@ class _Lowering:
         if swin_block.block_bits(blk) is not None:
             out = self.new(self.shape(x))
             self.g.custom(SWIN_BLOCK_OP, [x], [out], swin_block.block_blob(blk, (self.h, self.w)))
-            self.custom_blocks += 1
+            self.custom_ops[SWIN_BLOCK_OP] += 1
             return out
-        if _has_quant_layers(blk):
-            raise EdgesrError("the .tflite path runs a Swin block either whole-quantized (one bit width for its six "
-                              "linears and two matmuls) or FP; this QuantConfig quantizes part of a block "
-                              "(use --format pte or onnx for it)")
-        return self.fp_block(blk, x)
+        return self.fp_block(blk, x)  # FP, or quantized in part: its quantized layers become custom ops
 
     def build(self) -> tuple[int, int]:
         m, cfg, g = self.model, self.cfg, self.g
         r = cfg.scale
         lr = g.tensor([1, self.h, self.w, cfg.in_chans], name="lr")
         # Input-independent tensors first (XNNPACK has no GATHER): the rest then forms one delegate partition.
-        self._bias = {}
         for layer in m.layers:
             for blk in layer.blocks:
-                if not _has_quant_layers(blk):
+                if swin_block.block_bits(blk) is None:
                     self._bias[id(blk)] = self.position_bias(blk)
                     if blk.shift:
                         self.shift_mask()
@@ -292,8 +302,8 @@ class _Lowering:
         return lr, sr
 
 
-def lower_tflite(model: SwinIR, tile: tuple[int, int], meta: dict) -> tuple[bytes, int]:
-    """The .tflite bytes of ``model`` (FP or fake-quant) at ``tile``, and how many blocks became custom ops."""
+def lower_tflite(model: SwinIR, tile: tuple[int, int], meta: dict) -> tuple[bytes, dict[str, int]]:
+    """The .tflite bytes of ``model`` (FP or fake-quant) at ``tile``, and its custom ops by name."""
     h, w = tile
     ws = model.config.window_size
     if h <= 0 or w <= 0 or h % ws or w % ws:
@@ -301,10 +311,11 @@ def lower_tflite(model: SwinIR, tile: tuple[int, int], meta: dict) -> tuple[byte
     low = _Lowering(model.eval(), tile)
     with torch.no_grad():
         lr, sr = low.build()
-    meta = {**meta, "layout": "NHWC", "custom_ops": {SWIN_BLOCK_OP: low.custom_blocks} if low.custom_blocks else {}}
+    custom = dict(sorted(low.custom_ops.items()))
+    meta = {**meta, "layout": "NHWC", "custom_ops": custom}
     data = low.g.serialize([lr], [sr], {METADATA_KEY: json.dumps(meta, sort_keys=True).encode()},
                            description="edgesr SwinIR-light")
-    return data, low.custom_blocks
+    return data, custom
 
 
 def _write_atomic(out: Path, data: bytes) -> None:
@@ -348,6 +359,6 @@ def export_tflite(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 6
     out = Path(out)
     _write_atomic(out, data)
     ops = Counter(op_names(data))
-    return {"path": str(out), "bytes": out.stat().st_size, "ops": dict(sorted(ops.items())), "custom_blocks": custom,
+    return {"path": str(out), "bytes": out.stat().st_size, "ops": dict(sorted(ops.items())), "custom_ops": custom,
             "stock_int4": stock, "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile),
             "quantized": quantized}

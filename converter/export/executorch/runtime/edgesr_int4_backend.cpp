@@ -120,39 +120,22 @@ class EdgesrInt4Backend final : public BackendInterface {
     h->op = r.get<uint32_t>();
     h->bits = static_cast<int>(r.get<uint32_t>());
     if (h->op == kOpLinear) {
-      h->n = static_cast<int>(r.get<uint32_t>());
-      h->k = static_cast<int>(r.get<uint32_t>());
-      uint32_t has_bias = r.get<uint32_t>();
-      float x_lo = r.get<float>(), x_hi = r.get<float>(), w_lo = r.get<float>(), w_hi = r.get<float>();
-      uint32_t packed_bytes = r.get<uint32_t>();
-      const uint8_t* packed = r.take(packed_bytes);
-      float* bias = nullptr;
-      if (r.ok && has_bias) {
-        const uint8_t* raw = r.take(sizeof(float) * static_cast<size_t>(h->n));
-        if (raw) {
-          bias = static_cast<float*>(std::malloc(sizeof(float) * h->n));
-          if (bias) std::memcpy(bias, raw, sizeof(float) * h->n);
-        }
-      }
-      size_t expect = (static_cast<size_t>(h->n) * h->k * h->bits + 7) / 8;
-      if (r.ok && packed_bytes == expect && (!has_bias || bias)) {
-        h->linear = edgesr_qlinear_create(h->n, h->k, h->bits, packed, w_lo, w_hi, x_lo, x_hi, bias);
-      }
-      std::free(bias);
+      h->linear = edgesr_qlinear_from_blob(processed->data(), processed->size());  // the native parser
       if (!h->linear) {
         delete h;
         return Error::InvalidProgram;
       }
+      edgesr_qlinear_shape(h->linear, &h->n, &h->k);
     } else if (h->op == kOpBmm) {
-      h->b_transposed = static_cast<int>(r.get<uint32_t>());
-      h->a_lo = r.get<float>();
-      h->a_hi = r.get<float>();
-      h->b_lo = r.get<float>();
-      h->b_hi = r.get<float>();
-      if (!r.ok) {
+      float b[4];
+      if (edgesr_qbmm_from_blob(processed->data(), processed->size(), &h->bits, &h->b_transposed, b) != 0) {
         delete h;
         return Error::InvalidProgram;
       }
+      h->a_lo = b[0];
+      h->a_hi = b[1];
+      h->b_lo = b[2];
+      h->b_hi = b[3];
     } else if (h->op == kOpAttention) {
       h->heads = static_cast<int>(r.get<uint32_t>());
       h->has_mask = static_cast<int>(r.get<uint32_t>());

@@ -1,13 +1,12 @@
-/* edgesr LiteRT delegate: runs the CUSTOM "EDGESR_SWIN_BLOCK" ops of an edgesr INT4 .tflite with the shared
- * native kernels (native/). Loaded as an external delegate (tflite_plugin_create_delegate), e.g. from Python with
+/* edgesr LiteRT delegate: runs the CUSTOM ops of an edgesr INT4 .tflite (EDGESR_SWIN_BLOCK, and for blocks a
+ * QuantConfig quantizes only in part EDGESR_QLINEAR / EDGESR_QBMM) with the shared native kernels (native/). Loaded as an external delegate (tflite_plugin_create_delegate), e.g. from Python with
  * ai_edge_litert.interpreter.load_delegate(path, {"threads": "2"}); no TensorFlow headers are needed.
  *
  * The structs below are the leading fields of LiteRT's C ABI (tflite/core/c/common.h), which only ever grows at
  * the end. TfLiteRegistration is passed by value, so ours carries spare zeroed fields past the known ones.
  *
- * Each delegated partition is a chain of consecutive blocks (the graph's 6 blocks of a residual group): the
- * partition's input and output tensors belong to the interpreter; the tensors between blocks are not allocated
- * by it, so the kernel ping-pongs between two buffers of its own. */
+ * The interpreter groups claimed nodes into partitions (e.g. the 6 consecutive blocks of a residual group); a
+ * partition's input and output tensors belong to the interpreter, the tensors between its ops to the delegate. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,40 +117,116 @@ typedef struct {
   TfLiteIntArray *output_tensors;
 } TfLiteDelegateParams;
 
-static const char kSwinBlockOp[] = "EDGESR_SWIN_BLOCK";
+/* The custom ops this delegate runs; each carries its delegate blob (converter/export/blob.py) as options. */
+enum { NODE_BLOCK, NODE_LINEAR, NODE_BMM, NODE_KINDS };
+static const char *const kOpNames[NODE_KINDS] = {"EDGESR_SWIN_BLOCK", "EDGESR_QLINEAR", "EDGESR_QBMM"};
 
 typedef struct {
   int threads;
-  int claimed; /* nodes this delegate took, for tests and reports */
+  int claimed; /* nodes the last Prepare took, for tests and reports */
 } delegate_state;
 
-/* One partition: a chain of blocks, input tensor -> block 0 -> ... -> block n-1 -> output tensor. */
 typedef struct {
-  int count, input, output, threads;
-  edgesr_swin_block **blocks;
-  float *ping, *pong, *workspace;
-  size_t elements;
+  int kind, n_in, in[2], out;
+  edgesr_swin_block *block;
+  edgesr_qlinear *linear;
+  int bits, b_transposed, batch, m, k, n;
+  float bounds[4];
+} op_node;
+
+typedef struct {
+  int tensor;
+  float *data;
+} own_buffer;
+
+/* One delegated partition: its ops in execution order. Tensors produced and consumed inside it are not
+ * allocated by the interpreter, so the partition owns them. */
+typedef struct {
+  int count, threads, n_own;
+  op_node *nodes;
+  own_buffer *own;
+  float *workspace; /* shared by the partition's Swin blocks, which run one after another */
 } partition;
 
 static void partition_free(partition *p) {
   if (!p) return;
-  for (int i = 0; i < p->count; ++i)
-    if (p->blocks[i]) edgesr_swin_block_destroy(p->blocks[i]);
-  free(p->blocks);
-  free(p->ping);
-  free(p->pong);
+  for (int i = 0; i < p->count; ++i) {
+    if (p->nodes[i].block) edgesr_swin_block_destroy(p->nodes[i].block);
+    if (p->nodes[i].linear) edgesr_qlinear_destroy(p->nodes[i].linear);
+  }
+  for (int i = 0; i < p->n_own; ++i) free(p->own[i].data);
+  free(p->own);
+  free(p->nodes);
   free(p->workspace);
   free(p);
 }
 
-static int is_swin_block(const TfLiteRegistration *reg) {
-  return reg->builtin_code == kTfLiteBuiltinCustom && reg->custom_name && !strcmp(reg->custom_name, kSwinBlockOp);
+static int op_kind(const TfLiteRegistration *reg) {
+  if (reg->builtin_code != kTfLiteBuiltinCustom || !reg->custom_name) return -1;
+  for (int i = 0; i < NODE_KINDS; ++i)
+    if (!strcmp(reg->custom_name, kOpNames[i])) return i;
+  return -1;
 }
 
-static size_t tensor_elements(const TfLiteTensor *t) {
+static size_t elements(const TfLiteTensor *t) {
   size_t n = 1;
   for (int i = 0; t->dims && i < t->dims->size; ++i) n *= (size_t)t->dims->data[i];
   return n;
+}
+
+static int dim(const TfLiteTensor *t, int from_end) {
+  return t->dims && t->dims->size >= from_end ? t->dims->data[t->dims->size - from_end] : 0;
+}
+
+static int in_array(const TfLiteIntArray *a, int v) {
+  for (int i = 0; i < a->size; ++i)
+    if (a->data[i] == v) return 1;
+  return 0;
+}
+
+static float *tensor_data(const partition *p, TfLiteContext *context, int idx) {
+  for (int i = 0; i < p->n_own; ++i)
+    if (p->own[i].tensor == idx) return p->own[i].data;
+  return context->tensors[idx].data.f;
+}
+
+/* Builds node i from its blob and checks its tensors' shapes; 0, or -1 with the error reported. */
+static int node_init(TfLiteContext *context, op_node *op, int kind, const TfLiteNode *node) {
+  const TfLiteTensor *t = context->tensors;
+  const size_t size = (size_t)node->custom_initial_data_size;
+  const int want_inputs = kind == NODE_BMM ? 2 : 1;
+  op->kind = kind;
+  if (node->inputs->size != want_inputs || node->outputs->size != 1) return -1;
+  op->n_in = want_inputs;
+  for (int j = 0; j < want_inputs; ++j) op->in[j] = node->inputs->data[j];
+  op->out = node->outputs->data[0];
+  const TfLiteTensor *x = &t[op->in[0]], *y = &t[op->out];
+  for (int j = 0; j < want_inputs; ++j)
+    if (t[op->in[j]].type != kTfLiteFloat32) return -1;
+  if (y->type != kTfLiteFloat32) return -1;
+  if (kind == NODE_BLOCK) {
+    op->block = edgesr_swin_block_from_blob(node->custom_initial_data, size);
+    int tokens = 0, channels = 0;
+    edgesr_swin_block_shape(op->block, &tokens, &channels);
+    const size_t count = (size_t)tokens * (size_t)channels;
+    return op->block && elements(x) == count && elements(y) == count ? 0 : -1;
+  }
+  if (kind == NODE_LINEAR) {
+    op->linear = edgesr_qlinear_from_blob(node->custom_initial_data, size);
+    if (!op->linear) return -1;
+    edgesr_qlinear_shape(op->linear, &op->n, &op->k);
+    op->m = (int)(elements(x) / (size_t)op->k);
+    return dim(x, 1) == op->k && elements(y) == (size_t)op->m * (size_t)op->n ? 0 : -1;
+  }
+  if (edgesr_qbmm_from_blob(node->custom_initial_data, size, &op->bits, &op->b_transposed, op->bounds) != 0) return -1;
+  const TfLiteTensor *b = &t[op->in[1]];
+  op->m = dim(x, 2);
+  op->k = dim(x, 1);
+  op->n = op->b_transposed ? dim(b, 2) : dim(b, 1);
+  const int bk = op->b_transposed ? dim(b, 1) : dim(b, 2);
+  if (op->m < 1 || op->k < 1 || op->n < 1 || bk != op->k) return -1;
+  op->batch = (int)(elements(x) / ((size_t)op->m * (size_t)op->k));
+  return elements(b) == (size_t)op->batch * op->k * op->n && elements(y) == (size_t)op->batch * op->m * op->n ? 0 : -1;
 }
 
 static void *kernel_init(TfLiteContext *context, const char *buffer, size_t length) {
@@ -162,46 +237,33 @@ static void *kernel_init(TfLiteContext *context, const char *buffer, size_t leng
   partition *p = (partition *)calloc(1, sizeof(partition));
   if (!p) return NULL;
   p->threads = state->threads;
-  p->blocks = (edgesr_swin_block **)calloc((size_t)count, sizeof(edgesr_swin_block *));
-  if (!p->blocks) goto fail;
+  p->nodes = (op_node *)calloc((size_t)count, sizeof(op_node));
+  p->own = (own_buffer *)calloc((size_t)count, sizeof(own_buffer));
+  if (!p->nodes || !p->own) goto fail;
   p->count = count;
-  if (params->input_tensors->size != 1 || params->output_tensors->size != 1) {
-    context->ReportError(context, "edgesr delegate: a partition must have one input and one output tensor");
-    goto fail;
-  }
-  p->input = params->input_tensors->data[0];
-  p->output = params->output_tensors->data[0];
   size_t workspace = 0;
-  int previous_out = p->input;
   for (int i = 0; i < count; ++i) {
     TfLiteNode *node = NULL;
     TfLiteRegistration *reg = NULL;
     if (context->GetNodeAndRegistration(context, params->nodes_to_replace->data[i], &node, &reg) != kTfLiteOk) goto fail;
-    if (node->inputs->size != 1 || node->outputs->size != 1 || node->inputs->data[0] != previous_out) {
-      context->ReportError(context, "edgesr delegate: EDGESR_SWIN_BLOCK nodes must form a chain");
+    const int kind = op_kind(reg);
+    if (kind < 0 || node_init(context, &p->nodes[i], kind, node) != 0) {
+      context->ReportError(context, "edgesr delegate: invalid %s node (options blob or tensor shapes)",
+                           kind < 0 ? "custom" : kOpNames[kind]);
       goto fail;
     }
-    previous_out = node->outputs->data[0];
-    p->blocks[i] = edgesr_swin_block_from_blob(node->custom_initial_data, (size_t)node->custom_initial_data_size);
-    if (!p->blocks[i]) {
-      context->ReportError(context, "edgesr delegate: invalid EDGESR_SWIN_BLOCK options (blob)");
-      goto fail;
+    if (p->nodes[i].block) {
+      const size_t need = edgesr_swin_block_workspace_floats(p->nodes[i].block);
+      if (need > workspace) workspace = need;
     }
-    int tokens = 0, dim = 0;
-    edgesr_swin_block_shape(p->blocks[i], &tokens, &dim);
-    if (i == 0) p->elements = (size_t)tokens * (size_t)dim;
-    if ((size_t)tokens * (size_t)dim != p->elements) {
-      context->ReportError(context, "edgesr delegate: blocks of one chain disagree on their token grid");
-      goto fail;
+    const int out = p->nodes[i].out;
+    if (!in_array(params->output_tensors, out)) { /* consumed only inside the partition */
+      p->own[p->n_own].tensor = out;
+      p->own[p->n_own].data = (float *)malloc(sizeof(float) * elements(&context->tensors[out]));
+      if (!p->own[p->n_own++].data) goto fail;
     }
-    const size_t need = edgesr_swin_block_workspace_floats(p->blocks[i]);
-    if (need > workspace) workspace = need;
   }
-  if (previous_out != p->output) goto fail;
-  p->workspace = (float *)malloc(sizeof(float) * workspace);
-  p->ping = (float *)malloc(sizeof(float) * p->elements);
-  p->pong = (float *)malloc(sizeof(float) * p->elements);
-  if (!p->workspace || !p->ping || !p->pong) goto fail;
+  if (workspace && !(p->workspace = (float *)malloc(sizeof(float) * workspace))) goto fail;
   return p;
 fail:
   partition_free(p);
@@ -214,29 +276,27 @@ static void kernel_free(TfLiteContext *context, void *buffer) {
 }
 
 static TfLiteStatus kernel_prepare(TfLiteContext *context, TfLiteNode *node) {
-  const partition *p = (const partition *)node->user_data;
-  if (!p) return kTfLiteError;
-  const TfLiteTensor *in = &context->tensors[p->input], *out = &context->tensors[p->output];
-  if (in->type != kTfLiteFloat32 || out->type != kTfLiteFloat32 || tensor_elements(in) != p->elements ||
-      tensor_elements(out) != p->elements) {
-    context->ReportError(context, "edgesr delegate: EDGESR_SWIN_BLOCK tensors must be float32 of %zu elements",
-                         p->elements);
-    return kTfLiteError;
-  }
-  return kTfLiteOk;
+  (void)context;
+  return node->user_data ? kTfLiteOk : kTfLiteError;
 }
 
 static TfLiteStatus kernel_invoke(TfLiteContext *context, TfLiteNode *node) {
   const partition *p = (const partition *)node->user_data;
-  const float *src = context->tensors[p->input].data.f;
-  float *final_out = context->tensors[p->output].data.f;
   for (int i = 0; i < p->count; ++i) {
-    float *dst = i == p->count - 1 ? final_out : (i % 2 ? p->pong : p->ping);
-    if (edgesr_swin_block_run(p->blocks[i], src, dst, p->workspace, p->threads) != 0) {
-      context->ReportError(context, "edgesr delegate: edgesr_swin_block_run failed");
-      return kTfLiteError;
+    const op_node *op = &p->nodes[i];
+    const float *x = tensor_data(p, context, op->in[0]);
+    float *y = tensor_data(p, context, op->out);
+    if (op->kind == NODE_BLOCK) {
+      if (edgesr_swin_block_run(op->block, x, y, p->workspace, p->threads) != 0) {
+        context->ReportError(context, "edgesr delegate: edgesr_swin_block_run failed");
+        return kTfLiteError;
+      }
+    } else if (op->kind == NODE_LINEAR) {
+      edgesr_qlinear_run(op->linear, x, op->m, y, p->threads);
+    } else {
+      edgesr_qbmm(x, tensor_data(p, context, op->in[1]), op->batch, op->m, op->k, op->n, op->b_transposed,
+                  op->bounds[0], op->bounds[1], op->bounds[2], op->bounds[3], op->bits, y, p->threads);
     }
-    src = dst;
   }
   return kTfLiteOk;
 }
@@ -251,7 +311,7 @@ static TfLiteStatus delegate_prepare(TfLiteContext *context, TfLiteDelegate *del
   for (int i = 0; i < plan->size; ++i) {
     TfLiteNode *node = NULL;
     TfLiteRegistration *reg = NULL;
-    if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) == kTfLiteOk && is_swin_block(reg))
+    if (context->GetNodeAndRegistration(context, plan->data[i], &node, &reg) == kTfLiteOk && op_kind(reg) >= 0)
       claim->data[claim->size++] = plan->data[i];
   }
   TfLiteStatus status = kTfLiteOk;

@@ -1,0 +1,124 @@
+"""LiteRT numbers for one FP model and its quantized artifact (ai-edge-litert, XNNPACK on), side by side in one run.
+
+    python scripts/bench_tflite.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+
+Prints and writes (--out, default results/tflite_x4.md + .json):
+* bytes and export time of four .tflite files: FP32; stock INT4 (LiteRT's per-channel INT4 fully-connected weights,
+  dynamic activations), the same with INT8 convs; edgesr INT4 (2DQuant blocks as custom ops, edgesr delegate);
+* latency at the static tile, 1 and 2 threads, every file against the FP32 .tflite, interleaved rounds, medians;
+* fidelity on Set5/Set14/B100, every backend tiled the same way (as scripts/bench_pte.py): edgesr INT4 vs the
+  fake-quant PyTorch model, FP32 and stock files vs eager FP32 (Y-PSNR, border = scale).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from bench_pte import SETS, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+
+from edgesr.converter.artifact import load_artifact
+from edgesr.converter.export.tflite import export_tflite
+from edgesr.models.checkpoint import load_model
+from edgesr.models.zoo import resolve, sha256_of
+from edgesr.runtime.litert import TfliteModel
+from edgesr.runtime.session import TorchModel
+
+ROWS = {  # key: (title, quantized artifact?, export options)
+    "fp32": ("FP32", False, {}),
+    "stock_int4": ("stock INT4 (FC)", False, {"stock_int4": True}),
+    "stock_int4_conv8": ("stock INT4 (FC) + INT8 convs", False, {"stock_int4": True, "stock_int8_convs": True}),
+    "edgesr_int4": ("edgesr INT4 (2DQuant, delegate)", True, {}),
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
+    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
+    p.add_argument("--tile", type=int, default=64)
+    p.add_argument("--overlap", type=int, default=16)
+    p.add_argument("--rounds", type=int, default=7)
+    p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
+    p.add_argument("--limit", type=int, help="images per set (default: all)")
+    p.add_argument("--work", type=Path, default=Path("results/tflite"), help="where the .tflite files go")
+    p.add_argument("--reuse", action="store_true", help="reuse .tflite files already in --work")
+    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/tflite_x<scale>)")
+    p.add_argument("--data-root")
+    args = p.parse_args()
+
+    torch.set_num_threads(1)
+    fp_path, _ = resolve(args.model)
+    fp = load_model(fp_path).eval()
+    q = load_artifact(args.quant).eval()
+    tile = (args.tile, args.tile)
+    args.work.mkdir(parents=True, exist_ok=True)
+    bits = q.quant_config.bits
+    report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
+              "bits": bits, "files": {}}
+    paths = {}
+    for key, (_, quantized, opts) in ROWS.items():
+        paths[key] = args.work / f"x{fp.scale}_{key}{f'_w{bits}' if quantized else ''}.tflite"
+        if args.reuse and paths[key].is_file():
+            report["files"][key] = {"bytes": paths[key].stat().st_size, "seconds": None}
+            continue
+        model, source = (q, args.quant) if quantized else (fp, str(fp_path))
+        r = export_tflite(model, paths[key], tile=tile, source={"path": source}, **opts)
+        report["files"][key] = {"bytes": r["bytes"], "seconds": r["seconds"], "ops": r["ops"]}
+    print(json.dumps({k: v["bytes"] for k, v in report["files"].items()}), flush=True)
+
+    report["latency_ms"] = {}
+    for threads in (1, 2):
+        lat = interleaved_ms({k: TfliteModel(p, threads=threads) for k, p in paths.items()}, tile, args.rounds)
+        lat.update({f"ratio_fp32_over_{k}": lat["fp32"] / lat[k] for k in ROWS if k != "fp32"})
+        report["latency_ms"][threads] = lat
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+
+    if args.sets:
+        torch.set_num_threads(2)
+        backends = {"fake_quant": TorchModel(q, tile), "fp32_eager": TorchModel(fp, tile)}
+        backends.update({k: TfliteModel(p, threads=2) for k, p in paths.items()})
+        fid = fidelity(backends, args.sets, fp.scale, args.overlap, args.limit, args.data_root)
+        for r in fid.values():
+            r["delta_edgesr_int4"] = r["edgesr_int4"] - r["fake_quant"]
+            for k in ("fp32", "stock_int4", "stock_int4_conv8"):
+                r[f"delta_{k}"] = r[k] - r["fp32_eager"]
+        report["fidelity"] = fid
+        report["fidelity_protocol"] = {"tile": list(tile), "overlap": args.overlap, "feather": True,
+                                       "limit": args.limit}
+
+    write_report(args.out or Path(f"results/tflite_x{fp.scale}"), report, markdown(report))
+    return 0
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# LiteRT (ai-edge-litert, XNNPACK), tile {r['tile'][0]}x{r['tile'][1]}, 2DQuant W{r['bits']}A{r['bits']}",
+             "", f"FP weights sha256 {r['fp_sha256'][:16]}..., artifact `{r['quant']}`.", "",
+             "| file | bytes | export s | ms, 1 thread | FP32 / file | ms, 2 threads | FP32 / file |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    lat1, lat2 = r["latency_ms"][1], r["latency_ms"][2]
+    for k, (title, _, _) in ROWS.items():
+        v = r["files"][k]
+        ratio = (lambda lat: "1.00x" if k == "fp32" else f"{lat[f'ratio_fp32_over_{k}']:.2f}x")
+        lines.append(f"| {title} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} | "
+                     f"{lat1[k]:.1f} | {ratio(lat1)} | {lat2[k]:.1f} | {ratio(lat2)} |")
+    if "fidelity" in r:
+        lines += ["", "Y-PSNR (dB), every backend tiled identically "
+                  f"(overlap {r['fidelity_protocol']['overlap']}, feathered); Δ of the edgesr file vs fake-quant, of "
+                  "the others vs eager FP32:", "",
+                  "| set | fake-quant | edgesr INT4 | Δ | FP32 eager | FP32 | Δ | stock INT4 | Δ | stock INT4 + INT8 conv | Δ |",
+                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        for s, v in r["fidelity"].items():
+            lines.append(f"| {s} | {v['fake_quant']:.4f} | {v['edgesr_int4']:.4f} | {v['delta_edgesr_int4']:+.4f} | "
+                         f"{v['fp32_eager']:.4f} | {v['fp32']:.4f} | {v['delta_fp32']:+.4f} | "
+                         f"{v['stock_int4']:.4f} | {v['delta_stock_int4']:+.4f} | {v['stock_int4_conv8']:.4f} | "
+                         f"{v['delta_stock_int4_conv8']:+.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
