@@ -8,6 +8,10 @@ Prints and writes (--out, default results/tflite_x4.md + .json):
 * latency at the static tile, 1 and 2 threads, every file against the FP32 .tflite, interleaved rounds, medians;
 * fidelity on Set5/Set14/B100, every backend tiled the same way (as scripts/bench_pte.py): edgesr INT4 vs the
   fake-quant PyTorch model, FP32 and stock files vs eager FP32 (Y-PSNR, border = scale).
+
+``--reference-fp32 FILE`` adds an FP32 .tflite of the same model made by another converter (e.g. litert-torch
+0.10.0: ``litert_torch.convert(model, (torch.rand(1, 3, 64, 64),)).export(FILE)``) to the latency rounds, to
+check that edgesr's FP32 file is a fair baseline; its max abs difference to eager is reported too.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench_pte import SETS, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
@@ -27,6 +32,24 @@ from edgesr.models.checkpoint import load_model
 from edgesr.models.zoo import resolve, sha256_of
 from edgesr.runtime.litert import TfliteModel
 from edgesr.runtime.session import TorchModel
+
+
+class ReferenceTflite:
+    """A .tflite from another converter (no edgesr metadata): NCHW or NHWC input, detected by its shape."""
+
+    def __init__(self, path: Path, threads: int):
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interp = Interpreter(str(path), num_threads=threads)
+        self.interp.allocate_tensors()
+        self.inp, self.out = self.interp.get_input_details()[0], self.interp.get_output_details()[0]
+        self.nchw = int(self.inp["shape"][1]) == 3
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        self.interp.set_tensor(self.inp["index"], np.ascontiguousarray(x if self.nchw else x.transpose(0, 2, 3, 1)))
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        return y if self.nchw else y.transpose(0, 3, 1, 2)
 
 ROWS = {  # key: (title, quantized artifact?, export options)
     "fp32": ("FP32", False, {}),
@@ -49,6 +72,7 @@ def main() -> int:
     p.add_argument("--reuse", action="store_true", help="reuse .tflite files already in --work")
     p.add_argument("--out", type=Path, default=None, help="report path stem (default results/tflite_x<scale>)")
     p.add_argument("--data-root")
+    p.add_argument("--reference-fp32", type=Path, help="an FP32 .tflite of --model from another converter")
     args = p.parse_args()
 
     torch.set_num_threads(1)
@@ -69,11 +93,20 @@ def main() -> int:
         model, source = (q, args.quant) if quantized else (fp, str(fp_path))
         r = export_tflite(model, paths[key], tile=tile, source={"path": source}, **opts)
         report["files"][key] = {"bytes": r["bytes"], "seconds": r["seconds"], "ops": r["ops"]}
+    if args.reference_fp32:
+        x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
+        with torch.no_grad():
+            ref = fp(torch.from_numpy(x)).numpy()
+        report["reference_fp32"] = {"path": str(args.reference_fp32), "bytes": args.reference_fp32.stat().st_size,
+                                    "max_abs_vs_eager": float(np.abs(ReferenceTflite(args.reference_fp32, 1).run(x) - ref).max())}
     print(json.dumps({k: v["bytes"] for k, v in report["files"].items()}), flush=True)
 
     report["latency_ms"] = {}
     for threads in (1, 2):
-        lat = interleaved_ms({k: TfliteModel(p, threads=threads) for k, p in paths.items()}, tile, args.rounds)
+        models = {k: TfliteModel(p, threads=threads) for k, p in paths.items()}
+        if args.reference_fp32:
+            models["reference_fp32"] = ReferenceTflite(args.reference_fp32, threads)
+        lat = interleaved_ms(models, tile, args.rounds)
         lat.update({f"ratio_fp32_over_{k}": lat["fp32"] / lat[k] for k in ROWS if k != "fp32"})
         report["latency_ms"][threads] = lat
         print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
@@ -106,6 +139,12 @@ def markdown(r: dict) -> str:
         ratio = (lambda lat: "1.00x" if k == "fp32" else f"{lat[f'ratio_fp32_over_{k}']:.2f}x")
         lines.append(f"| {title} | {v['bytes']:,} | {v['seconds'] if v['seconds'] is not None else '-'} | "
                      f"{lat1[k]:.1f} | {ratio(lat1)} | {lat2[k]:.1f} | {ratio(lat2)} |")
+    if "reference_fp32" in r:
+        ref = r["reference_fp32"]
+        lines += ["", f"Reference FP32 .tflite from another converter (`{ref['path']}`): {ref['bytes']:,} bytes, "
+                  f"max abs vs eager {ref['max_abs_vs_eager']:.1e}, {lat1['reference_fp32']:.1f} ms at 1 thread and "
+                  f"{lat2['reference_fp32']:.1f} ms at 2 (edgesr FP32: {lat1['fp32']:.1f} / {lat2['fp32']:.1f} ms, "
+                  "same rounds)."]
     if "fidelity" in r:
         lines += ["", "Y-PSNR (dB), every backend tiled identically "
                   f"(overlap {r['fidelity_protocol']['overlap']}, feathered); Δ of the edgesr file vs fake-quant, of "

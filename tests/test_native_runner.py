@@ -1,0 +1,130 @@
+"""edgesr_runner (native/tools/): the INT4 layers of a .tflite run standalone, on the host and on AArch64 under qemu;
+integer golden vectors made on x86 give the same bytes on every AArch64 path."""
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from edgesr import native
+from edgesr.native import runner
+from tests.test_export_pte import TILE, _quant_model
+
+pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install -e '.[test]')")
+
+from edgesr.converter.export import swin_block  # noqa: E402
+from edgesr.converter.export.tflite import export_tflite  # noqa: E402
+
+AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
+QEMU = shutil.which("qemu-aarch64")
+ARM_CPUS = ["max,sme=off", "cortex-a76", "cortex-a53"]  # i8mm, dotprod, plain NEON paths
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    q = _quant_model(4).eval()
+    path = tmp_path_factory.mktemp("runner") / "w4.tflite"
+    export_tflite(q, path, tile=TILE)
+    return q, path
+
+
+@pytest.fixture(scope="module")
+def host_runner(tmp_path_factory):
+    return runner.build_runner(tmp_path_factory.mktemp("host"))
+
+
+@pytest.fixture(scope="module")
+def arm_runner(tmp_path_factory):
+    if not AARCH64_CC or not QEMU:
+        pytest.skip("AArch64 runner not checked: needs aarch64-linux-gnu-gcc and qemu-aarch64 "
+                    "(apt-get install gcc-aarch64-linux-gnu qemu-user)")
+    return runner.build_runner(tmp_path_factory.mktemp("arm"), compiler=AARCH64_CC, static=True)
+
+
+def _tokens(tmp_path, seed=0):
+    x = np.random.default_rng(seed).normal(size=(TILE[0] * TILE[1], 12)).astype(np.float32)
+    path = tmp_path / "tokens.f32"
+    x.tofile(path)
+    return x, path
+
+
+def _run(cmd, model_path, tokens_path, out_path, group=0, extra=()):
+    proc = subprocess.run([*cmd, str(model_path), "--input", str(tokens_path), "--output", str(out_path),
+                           "--group", str(group), "--repeats", "2", *extra], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), np.fromfile(out_path, np.float32)
+
+
+def test_runner_equals_the_native_blocks(model, host_runner, tmp_path):
+    q, path = model
+    x, tokens = _tokens(tmp_path)
+    for g, layer in enumerate(q.layers):
+        stats, out = _run([str(host_runner)], path, tokens, tmp_path / f"out{g}.f32", group=g)
+        assert stats["blocks"] == len(layer.blocks) and stats["tokens"] == TILE[0] * TILE[1] and stats["dim"] == 12
+        assert stats["ms_min"] <= stats["ms_median"] <= stats["ms_max"] and stats["isa"] == native.active_isa()
+        want = x
+        for blk in layer.blocks:  # the same blobs through the Python binding
+            want = native.SwinBlock.from_blob(swin_block.block_blob(blk, TILE)).run(want)
+        np.testing.assert_array_equal(out, want.reshape(-1))
+
+
+def test_runner_errors(model, host_runner, tmp_path):
+    _, path = model
+    bad = tmp_path / "photo.tflite"
+    bad.write_bytes(b"\x89PNG" + bytes(64))
+    proc = subprocess.run([str(host_runner), str(bad)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "not an edgesr INT4 .tflite" in proc.stderr
+    proc = subprocess.run([str(host_runner), str(path), "--group", "7"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "no group 7" in proc.stderr
+    short = tmp_path / "short.f32"
+    short.write_bytes(bytes(12))
+    proc = subprocess.run([str(host_runner), str(path), "--input", str(short)], capture_output=True, text=True)
+    assert proc.returncode == 1 and "float32 tokens" in proc.stderr
+    proc = subprocess.run([str(host_runner), str(path), "--isa", "no_such_isa"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "not available" in proc.stderr
+
+
+def _golden(tmp_path, bits=4, n=60, k=60, m=257, seed=4):
+    rng = np.random.default_rng(seed)
+    w = rng.integers(0, 1 << bits, (n, k), dtype=np.uint8)
+    x = rng.integers(0, 1 << bits, (m, k), dtype=np.uint8)
+    path = tmp_path / f"golden_w{bits}_{n}x{k}.bin"
+    runner.write_golden(path, w, x, bits)
+    return path, x.astype(np.int64) @ w.astype(np.int64).T
+
+
+@pytest.mark.parametrize("bits,n,k", [(4, 60, 60), (4, 180, 60), (3, 120, 61), (2, 61, 120), (8, 60, 120)])
+def test_golden_vectors_on_the_host(host_runner, tmp_path, bits, n, k):
+    path, ref = _golden(tmp_path, bits, n, k)
+    for isa in native.available_isas():
+        out = tmp_path / f"acc_{isa}.bin"
+        proc = subprocess.run([str(host_runner), "--golden", str(path), str(out), "--isa", isa], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        np.testing.assert_array_equal(runner.read_accumulators(out, *ref.shape), ref)
+
+
+@pytest.mark.parametrize("cpu", ARM_CPUS)
+def test_aarch64_golden_vectors_equal_x86(arm_runner, host_runner, tmp_path, cpu):
+    """Golden vectors written and answered on x86; every AArch64 path must give the same bytes."""
+    for bits, n, k in [(4, 60, 60), (3, 120, 61), (2, 61, 120), (8, 60, 120)]:
+        path, ref = _golden(tmp_path, bits, n, k)
+        x86, arm = tmp_path / "x86.bin", tmp_path / "arm.bin"
+        subprocess.run([str(host_runner), "--golden", str(path), str(x86)], check=True)
+        proc = subprocess.run([QEMU, "-cpu", cpu, str(arm_runner), "--golden", str(path), str(arm)], capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        assert x86.read_bytes() == arm.read_bytes()
+        np.testing.assert_array_equal(runner.read_accumulators(arm, *ref.shape), ref)
+
+
+@pytest.mark.parametrize("cpu", ARM_CPUS)
+def test_aarch64_blocks_equal_x86(model, arm_runner, host_runner, tmp_path, cpu):
+    """The whole INT4 blocks of the model on AArch64 (under qemu) against x86: count of differing values."""
+    _, path = model
+    _, tokens = _tokens(tmp_path, seed=1)
+    _, x86 = _run([str(host_runner)], path, tokens, tmp_path / "x86.f32", group=1)
+    stats, arm = _run([QEMU, "-cpu", cpu, str(arm_runner)], path, tokens, tmp_path / "arm.f32", group=1)
+    assert stats["isa"] == {"max,sme=off": "neon_i8mm", "cortex-a76": "neon_dotprod", "cortex-a53": "neon"}[cpu]
+    assert int((x86 != arm).sum()) == 0
