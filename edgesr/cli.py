@@ -288,6 +288,59 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_device_bench(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from rich.table import Table
+
+    from edgesr.native import NativeBuildError
+    from edgesr.native.runner import build_runner
+    from edgesr.progress import stdout_console
+    from edgesr.runtime.device import Adb, device_bench
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise EdgesrError(f"{model}: no such file")
+    with tempfile.TemporaryDirectory(prefix="edgesr-runner-") as tmp:
+        host = build_runner(Path(tmp) / "host")
+        if args.runner:
+            device_runner = Path(args.runner)
+            if not device_runner.is_file():
+                raise EdgesrError(f"--runner {device_runner}: no such file")
+        else:
+            cc = os.environ.get("EDGESR_DEVICE_CC") or shutil.which("aarch64-linux-gnu-gcc")
+            if not cc:
+                raise EdgesrError("no AArch64 compiler for the device runner: install gcc-aarch64-linux-gnu, set "
+                                  "EDGESR_DEVICE_CC (e.g. the NDK's aarch64-linux-android30-clang) or pass --runner")
+            try:
+                device_runner = build_runner(Path(tmp) / "device", compiler=cc, static=True)
+            except NativeBuildError as e:
+                raise EdgesrError(f"building the device runner failed: {e}") from None
+        console = stdout_console()
+        report = device_bench(Adb(args.adb, args.serial), model, device_runner, host, threads=args.threads,
+                              repeats=args.repeats, warmup=args.warmup,
+                              progress=lambda r: console.print(f"group {r['group']}, {r['threads']} thread(s): "
+                                                               f"{r['ms_median']:.2f} ms"))
+    dev = report["device"]
+    table = Table(title=f"{model.name} INT4 blocks on the device ({dev['abi']}; dotprod {dev['dotprod']}, "
+                        f"i8mm {dev['i8mm']}, SME {dev['sme']})")
+    for col in ("group", "threads", "ISA", "blocks", "median ms", "min ms", "max ms", "values off vs desktop"):
+        table.add_column(col, justify="right")
+    for r in report["runs"]:
+        table.add_row(str(r["group"]), str(r["threads"]), r["isa"], str(r["blocks"]), f"{r['ms_median']:.2f}",
+                      f"{r['ms_min']:.2f}", f"{r['ms_max']:.2f}", f"{r['differing_values']} / {r['tokens'] * r['dim']}")
+    console.print(table)
+    for t in args.threads:
+        tile_ms = sum(r["ms_median"] for r in report["runs"] if r["threads"] == t)
+        console.print(f"{t} thread(s): all INT4 blocks of one tile {tile_ms:.2f} ms")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+    return 0 if all(r["differing_values"] == 0 for r in report["runs"]) or not args.strict else 1
+
+
 def cmd_zoo(args: argparse.Namespace) -> int:
     from edgesr.progress import stdout_console
     from rich.table import Table
@@ -399,6 +452,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--model", default="swinir_light_x4", help="zoo name or checkpoint (default: swinir_light_x4)")
     d.add_argument("--out", default="edgesr_demo", help="folder for the LR / SR / bicubic PNGs")
     d.set_defaults(func=cmd_demo)
+
+    dv = sub.add_parser("device", help="run edgesr on an Android / ARM device through adb")
+    dsub = dv.add_subparsers(dest="device_command", required=True)
+    db = dsub.add_parser("bench", help="latency of an INT4 .tflite's blocks on the device, and parity with this machine")
+    db.add_argument("--model", required=True, help="edgesr INT4 .tflite (edgesr export --format tflite --quant ...)")
+    db.add_argument("--adb", default="adb", help="adb command (default: adb on PATH)")
+    db.add_argument("--serial", help="device serial (adb -s)")
+    db.add_argument("--runner", help="prebuilt device edgesr_runner (default: built with aarch64-linux-gnu-gcc or "
+                                     "$EDGESR_DEVICE_CC, statically)")
+    db.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    db.add_argument("--repeats", type=int, default=10)
+    db.add_argument("--warmup", type=int, default=2)
+    db.add_argument("--json", help="write the report here")
+    db.add_argument("--strict", action="store_true", help="exit 1 when any device value differs from the desktop's")
+    db.set_defaults(func=cmd_device_bench)
 
     z = sub.add_parser("zoo", help="list the model zoo")
     z.set_defaults(func=cmd_zoo)

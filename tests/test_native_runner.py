@@ -4,6 +4,7 @@ integer golden vectors made on x86 give the same bytes on every AArch64 path."""
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +20,7 @@ from edgesr.converter.export.tflite import export_tflite  # noqa: E402
 
 AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
 QEMU = shutil.which("qemu-aarch64")
+REPO_FIXTURES = Path(__file__).parent / "fixtures"
 ARM_CPUS = ["max,sme=off", "cortex-a76", "cortex-a53"]  # i8mm, dotprod, plain NEON paths
 
 
@@ -128,3 +130,48 @@ def test_aarch64_blocks_equal_x86(model, arm_runner, host_runner, tmp_path, cpu)
     stats, arm = _run([QEMU, "-cpu", cpu, str(arm_runner)], path, tokens, tmp_path / "arm.f32", group=1)
     assert stats["isa"] == {"max,sme=off": "neon_i8mm", "cortex-a76": "neon_dotprod", "cortex-a53": "neon"}[cpu]
     assert int((x86 != arm).sum()) == 0
+
+
+@pytest.mark.parametrize("cpu,features", [("max,sme=off", "fp asimd asimddp i8mm"), ("cortex-a53", "fp asimd")])
+def test_device_bench_end_to_end_with_a_fake_adb(model, arm_runner, tmp_path, cpu, features):
+    """`edgesr device bench` against an adb double whose device is a folder and whose CPU is qemu."""
+    import os
+    import sys
+
+    from edgesr.cli import main
+
+    _, path = model
+    root = tmp_path / "device"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text(f"processor\t: 0\nFeatures\t: {features}\nCPU part\t: 0xd0b\n")
+    adb = f"{sys.executable} {REPO_FIXTURES / 'fake_adb.py'}"
+    env = {"FAKE_ADB_ROOT": str(root), "FAKE_ADB_QEMU_CPU": cpu}
+    report_path = tmp_path / "device.json"
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        rc = main(["device", "bench", "--model", str(path), "--adb", adb, "--runner", str(arm_runner), "--threads", "1",
+                   "2", "--repeats", "2", "--warmup", "0", "--json", str(report_path), "--strict"])
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert rc == 0
+    report = json.loads(report_path.read_text())
+    has_i8mm = "i8mm" in features
+    assert report["device"] == {"abi": "arm64-v8a", "dotprod": has_i8mm, "i8mm": has_i8mm, "sme": False}
+    assert [(r["group"], r["threads"]) for r in report["runs"]] == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert {r["isa"] for r in report["runs"]} == {"neon_i8mm" if has_i8mm else "neon"}
+    assert all(r["differing_values"] == 0 for r in report["runs"])
+    assert not (root / "data/local/tmp/edgesr").exists()  # cleaned up on the device
+
+
+def test_device_bench_errors(model, tmp_path):
+    from edgesr.cli import main
+
+    _, path = model
+    assert main(["device", "bench", "--model", str(tmp_path / "missing.tflite")]) == 2
+    assert main(["device", "bench", "--model", str(path), "--adb", str(tmp_path / "no-adb"),
+                 "--runner", str(path)]) == 2

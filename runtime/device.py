@@ -1,0 +1,110 @@
+"""On-device INT4 benchmark and parity through adb: push edgesr_runner and the model, run every residual group's
+INT4 blocks at each thread count, pull the outputs and compare them with this machine's run of the same file.
+
+The runner generates its input tokens from a fixed seed, so the device and the desktop see identical inputs with
+nothing to upload; on the desktop the host build runs them. Used by ``edgesr device bench``.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgesr.errors import EdgesrError
+
+REMOTE_DIR = "/data/local/tmp/edgesr"
+
+
+class DeviceError(EdgesrError):
+    pass
+
+
+class Adb:
+    """``adb`` (or any command with its push / pull / shell interface, e.g. a test double), one device."""
+
+    def __init__(self, adb: str = "adb", serial: str | None = None):
+        self.argv = shlex.split(adb) + (["-s", serial] if serial else [])
+
+    def _run(self, *args: str, timeout: float = 600) -> str:
+        try:
+            proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            raise DeviceError(f"{self.argv[0]}: not found (install Android platform-tools or pass --adb)") from None
+        except subprocess.TimeoutExpired:
+            raise DeviceError(f"adb {' '.join(args[:2])}: no answer within {timeout:.0f} s") from None
+        if proc.returncode != 0:
+            raise DeviceError(f"adb {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
+        return proc.stdout
+
+    def push(self, local: Path, remote: str) -> None:
+        self._run("push", str(local), remote)
+
+    def pull(self, remote: str, local: Path) -> None:
+        self._run("pull", remote, str(local))
+
+    def shell(self, command: str) -> str:
+        return self._run("shell", command)
+
+
+def cpu_features(adb: Adb) -> dict:
+    """ABI and the kernels' CPU features (dotprod, i8mm, SME) from the device's /proc/cpuinfo."""
+    info = adb.shell("cat /proc/cpuinfo")
+    flags: set[str] = set()
+    for line in info.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip().lower() == "features":
+            flags |= set(value.split())
+    abi = adb.shell("getprop ro.product.cpu.abi").strip() or "unknown"
+    return {"abi": abi, "dotprod": "asimddp" in flags, "i8mm": "i8mm" in flags, "sme": "sme" in flags}
+
+
+def _groups(model: Path) -> int:
+    from edgesr.runtime.litert import TfliteError, read_metadata
+
+    meta = read_metadata(model.read_bytes(), model)
+    if "EDGESR_SWIN_BLOCK" not in (meta.get("custom_ops") or {}):
+        raise TfliteError(f"{model}: has no EDGESR_SWIN_BLOCK ops (export it with --format tflite --quant)")
+    return len(meta["config"]["depths"])
+
+
+def device_bench(adb: Adb, model: Path, device_runner: Path, host_runner: Path, threads=(1, 2), repeats: int = 10,
+                 warmup: int = 2, progress=None) -> dict:
+    """Latency of each group's INT4 blocks on the device, and its outputs against the host's."""
+    model = Path(model)
+    groups = _groups(model)
+    report = {"model": str(model), "device": cpu_features(adb), "runs": []}
+    adb.shell(f"mkdir -p {REMOTE_DIR}")
+    adb.push(device_runner, f"{REMOTE_DIR}/edgesr_runner")
+    adb.shell(f"chmod 755 {REMOTE_DIR}/edgesr_runner")
+    adb.push(model, f"{REMOTE_DIR}/model.tflite")
+    with tempfile.TemporaryDirectory(prefix="edgesr-device-") as tmp:
+        tmp = Path(tmp)
+        for g in range(groups):
+            host_out = tmp / f"host_g{g}.f32"
+            subprocess.run([str(host_runner), str(model), "--group", str(g), "--repeats", "1", "--warmup", "0",
+                            "--output", str(host_out)], check=True, capture_output=True)
+            want = np.fromfile(host_out, np.float32)
+            for t in threads:
+                remote_out = f"{REMOTE_DIR}/g{g}_t{t}.f32"
+                line = adb.shell(f"{REMOTE_DIR}/edgesr_runner {REMOTE_DIR}/model.tflite --group {g} --threads {t} "
+                                 f"--repeats {repeats} --warmup {warmup} --output {remote_out}").strip().splitlines()
+                try:
+                    stats = json.loads(line[-1])
+                except (IndexError, json.JSONDecodeError):
+                    raise DeviceError(f"edgesr_runner on the device printed no result: {' '.join(line)[-300:]}") from None
+                local = tmp / f"dev_g{g}_t{t}.f32"
+                adb.pull(remote_out, local)
+                got = np.fromfile(local, np.float32)
+                if got.shape != want.shape:
+                    raise DeviceError(f"group {g}: device output has {got.size} values, desktop {want.size}")
+                stats.update(differing_values=int((got != want).sum()), max_abs=float(np.abs(got - want).max()))
+                report["runs"].append(stats)
+                if progress:
+                    progress(stats)
+    adb.shell(f"rm -rf {REMOTE_DIR}")
+    return report
