@@ -233,11 +233,12 @@ def build(out: str | Path, compiler: str | list[str] | None = None, jobs: int | 
 
 
 def build_plugin(lib_name: str, sources: list[tuple[Path, list[str]]], linker: list[str], link_args: list[str],
-                 key_parts: tuple = (), force: bool = False) -> Path:
+                 key_parts: tuple = (), force: bool = False, compiler: str | list[str] | None = None) -> Path:
     """A shared library of the kernels plus ``sources`` (each ``(file, compiler argv without -c/-o)``), linked by
     ``[*linker, -o lib, objects..., *link_args]``: the delegates' libraries. Cached like the kernels, keyed by
-    every input, and published atomically (concurrent builders race harmlessly)."""
-    cc = _compiler()
+    every input, and published atomically (concurrent builders race harmlessly). ``compiler`` (default: the
+    host's) compiles the kernels; a cross compiler gives them its target's ISA flags."""
+    cc = _compiler(compiler)
     arch = target_arch(cc)
     h = hashlib.sha256(_build_key(cc, arch).encode())
     for src, argv in sources:

@@ -175,3 +175,16 @@ def test_device_bench_errors(model, tmp_path):
     assert main(["device", "bench", "--model", str(tmp_path / "missing.tflite")]) == 2
     assert main(["device", "bench", "--model", str(path), "--adb", str(tmp_path / "no-adb"),
                  "--runner", str(path)]) == 2
+
+
+def test_litert_delegate_cross_builds_for_aarch64():
+    if not AARCH64_CC:
+        pytest.skip("needs aarch64-linux-gnu-gcc (apt-get install gcc-aarch64-linux-gnu)")
+    from edgesr.converter.export.tflite.build import build_delegate
+
+    lib = build_delegate(compiler=AARCH64_CC)
+    head = lib.read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+    nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("nm")
+    symbols = subprocess.run([nm, "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+    assert "tflite_plugin_create_delegate" in symbols and "tflite_plugin_destroy_delegate" in symbols
