@@ -133,6 +133,14 @@ def _tile(text: str) -> tuple[int, int]:
     return parts[0], parts[1]
 
 
+def _wxh(text: str) -> tuple[int, int]:
+    """"1000x750" (width x height, as image sizes are written) -> (height, width)."""
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.isdigit() and int(p) > 0 for p in parts):
+        raise argparse.ArgumentTypeError(f"image size must look like 1000x750 (width x height), got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -301,9 +309,15 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
     from edgesr.progress import stdout_console
     from edgesr.runtime.device import Adb, device_bench
 
+    from edgesr.runtime.litert import read_metadata
+
     model = Path(args.model)
     if not model.is_file():
         raise EdgesrError(f"{model}: no such file")
+    meta = read_metadata(model.read_bytes(), model)
+    if args.benchmark_model and not 0 <= args.overlap < min(meta["tile"]):
+        raise EdgesrError(f"--overlap must be in [0, {min(meta['tile'])}) for this file's {meta['tile'][0]}x"
+                          f"{meta['tile'][1]} tile, got {args.overlap}")
     with tempfile.TemporaryDirectory(prefix="edgesr-runner-") as tmp:
         host = build_runner(Path(tmp) / "host")
         if args.runner:
@@ -336,6 +350,35 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
     for t in args.threads:
         tile_ms = sum(r["ms_median"] for r in report["runs"] if r["threads"] == t)
         console.print(f"{t} thread(s): all INT4 blocks of one tile {tile_ms:.2f} ms")
+    if args.benchmark_model:
+        from edgesr.runtime.device import whole_model_bench
+        from edgesr.runtime.tiling import plan_tiles
+
+        files = {"int4": model}
+        if args.fp32:
+            files = {"fp32": Path(args.fp32), **files}
+        for f in files.values():
+            if not f.is_file():
+                raise EdgesrError(f"{f}: no such file")
+        if args.delegate and not Path(args.delegate).is_file():
+            raise EdgesrError(f"--delegate {args.delegate}: no such file")
+        h, w = args.image_size
+        tiles = plan_tiles(h, w, tuple(meta["tile"]), args.overlap, int(meta["scale"])).count
+        lat = whole_model_bench(Adb(args.adb, args.serial), Path(args.benchmark_model), files,
+                                Path(args.delegate) if args.delegate else None, threads=args.threads,
+                                num_runs=args.repeats)
+        whole = Table(title=f"whole files on the device (LiteRT benchmark_model); per image: {w}x{h} LR, "
+                            f"{tiles} tiles of {meta['tile'][0]}x{meta['tile'][1]}, overlap {args.overlap}")
+        for col in ("threads", *(f"{k} ms/tile" for k in files), *(["FP32 / INT4"] if "fp32" in files else []),
+                    *(f"{k} s/image" for k in files)):
+            whole.add_column(col, justify="right")
+        for t, row in lat.items():
+            ratio = [f"{row['fp32'] / row['int4']:.2f}x"] if "fp32" in row else []
+            whole.add_row(str(t), *(f"{row[k]:.1f}" for k in files), *ratio,
+                          *(f"{row[k] * tiles / 1e3:.2f}" for k in files))
+        console.print(whole)
+        report["whole_model_ms"] = lat
+        report["image"] = {"lr_size": [w, h], "tiles": tiles, "overlap": args.overlap}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     return 0 if all(r["differing_values"] == 0 for r in report["runs"]) or not args.strict else 1
@@ -466,6 +509,13 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--warmup", type=int, default=2)
     db.add_argument("--json", help="write the report here")
     db.add_argument("--strict", action="store_true", help="exit 1 when any device value differs from the desktop's")
+    db.add_argument("--benchmark-model", help="LiteRT's benchmark_model binary for the device: also time whole files")
+    db.add_argument("--fp32", help="with --benchmark-model: the FP32 .tflite to compare against")
+    db.add_argument("--delegate", help="with --benchmark-model: the edgesr LiteRT delegate built for the device "
+                                       "(Android: edgesr.converter.export.tflite.build.build_delegate(compiler=<NDK clang>))")
+    db.add_argument("--image-size", type=_wxh, default=(750, 1000),
+                    help="LR image size (width x height) for the per-image figure; default 1000x750")
+    db.add_argument("--overlap", type=int, default=16, help="tile overlap for the per-image figure")
     db.set_defaults(func=cmd_device_bench)
 
     z = sub.add_parser("zoo", help="list the model zoo")

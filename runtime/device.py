@@ -2,12 +2,14 @@
 INT4 blocks at each thread count, pull the outputs and compare them with this machine's run of the same file.
 
 The runner generates its input tokens from a fixed seed, so the device and the desktop see identical inputs with
-nothing to upload; on the desktop the host build runs them. Used by ``edgesr device bench``.
+nothing to upload; on the desktop the host build runs them. With LiteRT's ``benchmark_model`` for the device,
+:func:`whole_model_bench` also times whole files (FP32 vs edgesr INT4). Used by ``edgesr device bench``.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import tempfile
@@ -108,3 +110,43 @@ def device_bench(adb: Adb, model: Path, device_runner: Path, host_runner: Path, 
                     progress(stats)
     adb.shell(f"rm -rf {REMOTE_DIR}")
     return report
+
+
+_AVG_US = re.compile(r"Inference \(avg\):\s*([0-9.eE+]+)")
+
+
+def whole_model_bench(adb: Adb, benchmark_model: Path, models: dict[str, Path], delegate: Path | None,
+                      threads=(1, 2), num_runs: int = 20, progress=None) -> dict:
+    """Whole-file latency per thread count with LiteRT's own ``benchmark_model`` on the device: the FP32 file as
+    is, edgesr INT4 files with the edgesr delegate as its external delegate (a library built for the device's
+    libc: with the Android NDK for a phone). Returns {threads: {name: ms}} from its "Inference (avg)" line."""
+    from edgesr.runtime.litert import read_metadata
+
+    adb.shell(f"mkdir -p {REMOTE_DIR}")
+    adb.push(benchmark_model, f"{REMOTE_DIR}/benchmark_model")
+    adb.shell(f"chmod 755 {REMOTE_DIR}/benchmark_model")
+    needs_delegate = {}
+    for name, path in models.items():
+        adb.push(path, f"{REMOTE_DIR}/{name}.tflite")
+        needs_delegate[name] = bool(read_metadata(Path(path).read_bytes(), Path(path)).get("custom_ops"))
+    if any(needs_delegate.values()):
+        if delegate is None:
+            raise DeviceError("an edgesr INT4 file needs the edgesr LiteRT delegate built for the device (--delegate)")
+        adb.push(delegate, f"{REMOTE_DIR}/libedgesr_litert_delegate.so")
+    out: dict[int, dict[str, float]] = {}
+    for t in threads:
+        out[t] = {}
+        for name in models:
+            cmd = (f"{REMOTE_DIR}/benchmark_model --graph={REMOTE_DIR}/{name}.tflite --num_threads={t} "
+                   f"--num_runs={num_runs}")
+            if needs_delegate[name]:
+                cmd += (f" --external_delegate_path={REMOTE_DIR}/libedgesr_litert_delegate.so"
+                        f" --external_delegate_options=threads:{t}")
+            text = adb.shell(cmd)
+            m = _AVG_US.search(text)
+            if not m:
+                raise DeviceError(f"benchmark_model printed no 'Inference (avg)' for {name}: {text.strip()[-300:]}")
+            out[t][name] = float(m.group(1)) / 1e3
+            if progress:
+                progress(name, t, out[t][name])
+    return out

@@ -11,7 +11,7 @@ import pytest
 
 from edgesr import native
 from edgesr.native import runner
-from tests.test_export_pte import TILE, _quant_model
+from tests.test_export_pte import TILE, _fp_model, _quant_model
 
 pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install -e '.[test]')")
 
@@ -166,6 +166,41 @@ def test_device_bench_end_to_end_with_a_fake_adb(model, arm_runner, tmp_path, cp
     assert {r["isa"] for r in report["runs"]} == {"neon_i8mm" if has_i8mm else "neon"}
     assert all(r["differing_values"] == 0 for r in report["runs"])
     assert not (root / "data/local/tmp/edgesr").exists()  # cleaned up on the device
+
+
+def test_device_bench_times_whole_files_with_benchmark_model(model, arm_runner, tmp_path):
+    """--benchmark-model: the FP32 and INT4 files through LiteRT's tool on the device (here a double that checks
+    its flags and the pushed files), per tile and per image."""
+    import os
+    import sys
+
+    from edgesr.cli import main
+
+    q, path = model
+    fp32 = tmp_path / "fp32.tflite"
+    export_tflite(_fp_model(), fp32, tile=TILE)
+    root = tmp_path / "device"
+    (root / "proc").mkdir(parents=True)
+    (root / "proc" / "cpuinfo").write_text("Features\t: fp asimd asimddp\n")
+    delegate = tmp_path / "libedgesr_litert_delegate.so"
+    delegate.write_bytes(b"\x7fELF stand-in")  # only pushed and checked for presence by the double
+    report_path = tmp_path / "report.json"
+    os.environ.update(FAKE_ADB_ROOT=str(root), FAKE_ADB_QEMU_CPU="cortex-a76")
+    try:
+        rc = main(["device", "bench", "--model", str(path), "--adb", f"{sys.executable} {REPO_FIXTURES / 'fake_adb.py'}",
+                   "--runner", str(arm_runner), "--threads", "1", "2", "--repeats", "2", "--warmup", "0",
+                   "--benchmark-model", str(REPO_FIXTURES / "fake_benchmark_model.py"), "--fp32", str(fp32),
+                   "--delegate", str(delegate), "--image-size", "40x30", "--overlap", "2", "--json", str(report_path)])
+    finally:
+        os.environ.pop("FAKE_ADB_ROOT")
+        os.environ.pop("FAKE_ADB_QEMU_CPU")
+    assert rc == 0
+    report = json.loads(report_path.read_text())
+    # The double answers 200 ms / threads for FP32 and half that with the delegate: parsed, not invented here.
+    assert report["whole_model_ms"] == {"1": {"fp32": 200.0, "int4": 100.0}, "2": {"fp32": 100.0, "int4": 50.0}}
+    from edgesr.runtime.tiling import plan_tiles
+
+    assert report["image"]["tiles"] == plan_tiles(30, 40, TILE, 2, 2).count
 
 
 def test_device_bench_errors(model, tmp_path):
