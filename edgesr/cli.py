@@ -167,7 +167,9 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise EdgesrError(f"tile {args.tile[0]}x{args.tile[1]} must be a multiple of the window size {ws}")
     source = {"path": str(path), "sha256": sha256_of(path)}
     if args.dynamic and args.format != "onnx":
-        raise EdgesrError("--dynamic needs --format onnx (a .pte is built for one static tile)")
+        raise EdgesrError(f"--dynamic needs --format onnx (a .{args.format} file is built for one static tile)")
+    if (args.per_layer or args.fuse_attention) and args.format != "pte":
+        raise EdgesrError("--per-layer and --fuse-attention choose the ExecuTorch lowering; they need --format pte")
     if args.stock_int4 and (args.format == "pte" or args.quant):
         raise EdgesrError("--stock-int4 needs --format onnx or tflite and an FP --model (it is the runtime's own "
                           "INT4, not 2DQuant)")

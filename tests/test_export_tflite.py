@@ -250,3 +250,14 @@ def test_cli_exports_tflite(tmp_path, q_tflite):
     again = subprocess.run([sys.executable, "-m", "edgesr.cli", "export", "--format", "tflite", "--quant", str(art),
                             "--tile", f"{TILE[0]}x{TILE[1]}", "--out", str(out)], capture_output=True, text=True)
     assert again.returncode == 2 and "exists" in again.stderr and "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("flags,message", [(["--dynamic"], "needs --format onnx"),
+                                           (["--per-layer"], "need --format pte"),
+                                           (["--stock-int8-convs"], "goes with --format tflite --stock-int4")])
+def test_cli_refuses_options_of_other_formats(tmp_path, capsys, flags, message):
+    from edgesr.cli import main
+
+    out = tmp_path / "x.tflite"
+    assert main(["export", "--format", "tflite", "--out", str(out), *flags]) == 2
+    assert message in capsys.readouterr().err and not out.exists()
