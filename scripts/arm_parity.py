@@ -5,8 +5,9 @@
 Exports the artifact's edgesr INT4 .tflite at the tile, takes the top-left LR tile of a Set5 image, records with
 the fake-quant model the tokens entering each residual group, and runs each group's INT4 blocks with
 edgesr_runner on this machine and under qemu-aarch64 for each --cpus model (i8mm, dotprod, plain NEON paths).
-Also runs golden integer vectors from the same image (the first q projection's input codes and the model's
-weight codes). Prints and writes (--out, default results/arm_parity_x<scale>.json) the count of differing values
+Also runs the whole model on that tile standalone (edgesr_runner --full: its convs, LayerNorms and pixel shuffle in
+plain C, the blocks with the kernels), and golden integer vectors from the same image (the first q projection's
+input codes and the model's weight codes). Prints and writes (--out, default results/arm_parity_x<scale>.json) the count of differing values
 per group and CPU. Needs aarch64-linux-gnu-gcc and qemu-aarch64 (apt-get install gcc-aarch64-linux-gnu qemu-user).
 """
 
@@ -84,6 +85,22 @@ def main() -> int:
         report["groups"][g] = {name: {"isa": isa, "differing_values": int((v != x86).sum()), "values": int(v.size)}
                                for name, (isa, v) in outs.items() if name != "x86"}
         print(f"group {g}: " + json.dumps(report["groups"][g]), flush=True)
+
+    # The whole model on the tile, standalone (edgesr_runner --full): convs, LayerNorms, blocks, pixel shuffle.
+    tile_file = work / "tile.f32"
+    np.ascontiguousarray(lr.numpy().transpose(0, 2, 3, 1), dtype=np.float32).tofile(tile_file)
+    full = {}
+    for name, cmd in [("x86", [str(host)])] + [(cpu, [qemu, "-cpu", cpu, str(arm)]) for cpu in args.cpus]:
+        out = work / f"full_{name.replace(',', '_')}.f32"
+        proc = subprocess.run([*cmd, str(model), "--full", "--input", str(tile_file), "--output", str(out),
+                               "--repeats", "1", "--warmup", "0"], capture_output=True, text=True)
+        if proc.returncode != 0:
+            print(proc.stderr, file=sys.stderr)
+            return 1
+        full[name] = np.fromfile(out, np.float32)
+    report["whole_model"] = {cpu: {"differing_values": int((full[cpu] != full["x86"]).sum()),
+                                   "values": int(full["x86"].size)} for cpu in args.cpus}
+    print("whole model: " + json.dumps(report["whole_model"]), flush=True)
 
     # Golden vectors from the image: the first q projection's input codes and its weight codes.
     lin = blk.attn.q

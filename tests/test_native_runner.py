@@ -223,3 +223,105 @@ def test_litert_delegate_cross_builds_for_aarch64():
     nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("nm")
     symbols = subprocess.run([nm, "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
     assert "tflite_plugin_create_delegate" in symbols and "tflite_plugin_destroy_delegate" in symbols
+
+
+def _tile_file(tmp_path, seed=7):
+    x = np.random.default_rng(seed).random((1, 3, *TILE), dtype=np.float32)
+    path = tmp_path / "tile.f32"
+    x.transpose(0, 2, 3, 1).tofile(path)
+    return x, path
+
+
+def test_whole_graph_mode_equals_litert(model, host_runner, tmp_path):
+    """--full interprets the whole INT4 file in C (convs, LayerNorms, pixel shuffle, the blocks): it matches LiteRT
+    with the edgesr delegate up to float rounding (XNNPACK's conv sums in another order)."""
+    from edgesr.runtime.litert import TfliteModel
+
+    _, path = model
+    x, tile = _tile_file(tmp_path)
+    out = tmp_path / "out.f32"
+    proc = subprocess.run([str(host_runner), str(path), "--full", "--input", str(tile), "--output", str(out),
+                           "--repeats", "2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["mode"] == "full" and stats["input"] == [*TILE, 3] and stats["output"] == [2 * TILE[0], 2 * TILE[1], 3]
+    got = np.fromfile(out, np.float32).reshape(1, 2 * TILE[0], 2 * TILE[1], 3).transpose(0, 3, 1, 2)
+    want = TfliteModel(path).run(x)
+    assert np.abs(got - want).mean() < 1e-5 and np.abs(got - want).max() < 1e-3
+
+
+def test_whole_graph_mode_refuses_files_it_cannot_run(host_runner, tmp_path):
+    fp = tmp_path / "fp32.tflite"
+    from tests.test_export_pte import _fp_model
+
+    export_tflite(_fp_model(), fp, tile=TILE)
+    proc = subprocess.run([str(host_runner), str(fp), "--full"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "not supported in whole-graph mode" in proc.stderr
+
+
+@pytest.mark.parametrize("cpu", ARM_CPUS)
+def test_aarch64_whole_model_equals_x86(model, arm_runner, host_runner, tmp_path, cpu):
+    """The whole INT4 model, standalone, on every AArch64 path under qemu: the same bytes as on x86."""
+    _, path = model
+    _, tile = _tile_file(tmp_path)
+    x86, arm = tmp_path / "x86.f32", tmp_path / "arm.f32"
+    subprocess.run([str(host_runner), str(path), "--full", "--input", str(tile), "--output", str(x86), "--repeats", "1",
+                    "--warmup", "0"], check=True, capture_output=True)
+    proc = subprocess.run([QEMU, "-cpu", cpu, str(arm_runner), str(path), "--full", "--input", str(tile), "--output",
+                           str(arm), "--repeats", "1", "--warmup", "0"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert x86.read_bytes() == arm.read_bytes()
+
+
+@pytest.mark.parametrize("overlap,feather", [(4, True), (0, True), (2, False)])
+def test_image_mode_equals_the_python_runtime(model, host_runner, tmp_path, overlap, feather):
+    """--image: a whole PPM through the shared tile plan (runtime/TILING.md) in C, against Python's tiled LiteRT
+    run of the same file: at most one level apart (float rounding of the convs), measured 0."""
+    from PIL import Image
+
+    from edgesr.runtime.session import open_model, upscale_bands
+
+    _, path = model
+    img = np.random.default_rng(3).integers(0, 256, (13, 29, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.ppm")
+    cmd = [str(host_runner), str(path), "--image", str(tmp_path / "in.ppm"), "--output", str(tmp_path / "out.ppm"),
+           "--overlap", str(overlap), *([] if feather else ["--no-feather"])]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    stats = json.loads(proc.stdout)
+    assert stats["mode"] == "image" and stats["output"] == [58, 26] and stats["tiles"] >= 2
+    got = np.asarray(Image.open(tmp_path / "out.ppm"))
+    want = np.concatenate([b for _, b in upscale_bands(open_model(path), img, overlap, feather=feather)])
+    assert got.shape == want.shape == (26, 58, 3)
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_image_mode_on_aarch64_equals_x86(model, arm_runner, host_runner, tmp_path):
+    from PIL import Image
+
+    _, path = model
+    img = np.random.default_rng(4).integers(0, 256, (11, 17, 3), dtype=np.uint8)
+    Image.fromarray(img).save(tmp_path / "in.ppm")
+    outs = {}
+    for name, cmd in (("x86", [str(host_runner)]), ("arm", [QEMU, "-cpu", "cortex-a76", str(arm_runner)])):
+        proc = subprocess.run([*cmd, str(path), "--image", str(tmp_path / "in.ppm"), "--output",
+                               str(tmp_path / f"{name}.ppm"), "--overlap", "4"], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outs[name] = (tmp_path / f"{name}.ppm").read_bytes()
+    assert outs["x86"] == outs["arm"]
+
+
+def test_image_mode_errors(model, host_runner, tmp_path):
+    _, path = model
+    bad = tmp_path / "bad.ppm"
+    bad.write_bytes(b"P3\n2 2\n255\n0 0 0")
+    proc = subprocess.run([str(host_runner), str(path), "--image", str(bad), "--output", str(tmp_path / "o.ppm")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "not a binary 8-bit PPM" in proc.stderr and not (tmp_path / "o.ppm").exists()
+    from PIL import Image
+
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(tmp_path / "in.ppm")
+    proc = subprocess.run([str(host_runner), str(path), "--image", str(tmp_path / "in.ppm"), "--output",
+                           str(tmp_path / "o.ppm"), "--overlap", "8"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "overlap must be in [0, tile)" in proc.stderr

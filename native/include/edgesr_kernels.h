@@ -123,6 +123,8 @@ int edgesr_swin_block_run(const edgesr_swin_block *block, const float *x, float 
 
 /* Tokens (height * width) and channels of the block's input and output. */
 void edgesr_swin_block_shape(const edgesr_swin_block *block, int *tokens, int *dim);
+/* Its attention window (tiles of a tiled image start on multiples of it). */
+int edgesr_swin_block_window(const edgesr_swin_block *block);
 
 /* Delegate blobs (layout: edgesr/converter/export/blob.py), shared by every delegate. edgesr_blob_op returns the
  * op code of a well-formed header (1 linear, 2 batch matmul, 3 attention, 4 Swin block), or -1.

@@ -284,6 +284,8 @@ void edgesr_swin_block_shape(const edgesr_swin_block *b, int *tokens, int *dim) 
   if (dim) *dim = b ? b->dim : 0;
 }
 
+int edgesr_swin_block_window(const edgesr_swin_block *b) { return b ? b->window : 0; }
+
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
   return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim)) +
