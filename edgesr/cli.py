@@ -317,7 +317,9 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
     if not model.is_file():
         raise EdgesrError(f"{model}: no such file")
     meta = read_metadata(model.read_bytes(), model)
-    if args.benchmark_model and not 0 <= args.overlap < min(meta["tile"]):
+    if args.image and not Path(args.image).is_file():
+        raise EdgesrError(f"--image {args.image}: no such file")
+    if (args.benchmark_model or args.image) and not 0 <= args.overlap < min(meta["tile"]):
         raise EdgesrError(f"--overlap must be in [0, {min(meta['tile'])}) for this file's {meta['tile'][0]}x"
                           f"{meta['tile'][1]} tile, got {args.overlap}")
     with tempfile.TemporaryDirectory(prefix="edgesr-runner-") as tmp:
@@ -337,7 +339,7 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
                 raise EdgesrError(f"building the device runner failed: {e}") from None
         console = stdout_console()
         report = device_bench(Adb(args.adb, args.serial), model, device_runner, host, threads=args.threads,
-                              repeats=args.repeats, warmup=args.warmup,
+                              repeats=args.repeats, warmup=args.warmup, image=args.image, overlap=args.overlap,
                               progress=lambda r: console.print(f"group {r['group']}, {r['threads']} thread(s): "
                                                                f"{r['ms_median']:.2f} ms"))
     dev = report["device"]
@@ -352,6 +354,10 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
     for t in args.threads:
         tile_ms = sum(r["ms_median"] for r in report["runs"] if r["threads"] == t)
         console.print(f"{t} thread(s): all INT4 blocks of one tile {tile_ms:.2f} ms")
+    for r in report.get("image", []):
+        console.print(f"image {r['input'][0]}x{r['input'][1]} -> {r['output'][0]}x{r['output'][1]}, {r['tiles']} tiles, "
+                      f"{r['threads']} thread(s), standalone runner: {r['ms_total']:.1f} ms ({r['ms_per_tile']:.2f} "
+                      f"ms/tile); values off vs desktop: {r['differing_values']}")
     if args.benchmark_model:
         from edgesr.runtime.device import whole_model_bench
         from edgesr.runtime.tiling import plan_tiles
@@ -383,7 +389,8 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
         report["image"] = {"lr_size": [w, h], "tiles": tiles, "overlap": args.overlap}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
-    return 0 if all(r["differing_values"] == 0 for r in report["runs"]) or not args.strict else 1
+    rows = report["runs"] + report.get("image", [])
+    return 0 if all(r["differing_values"] == 0 for r in rows) or not args.strict else 1
 
 
 def cmd_zoo(args: argparse.Namespace) -> int:
@@ -517,7 +524,9 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(Android: edgesr.converter.export.tflite.build.build_delegate(compiler=<NDK clang>))")
     db.add_argument("--image-size", type=_wxh, default=(750, 1000),
                     help="LR image size (width x height) for the per-image figure; default 1000x750")
-    db.add_argument("--overlap", type=int, default=16, help="tile overlap for the per-image figure")
+    db.add_argument("--overlap", type=int, default=16, help="tile overlap for the per-image figures")
+    db.add_argument("--image", help="also upscale this image on the device with the standalone runner (whole INT4 "
+                                    "model, shared tile plan) and compare it with this machine's")
     db.set_defaults(func=cmd_device_bench)
 
     z = sub.add_parser("zoo", help="list the model zoo")

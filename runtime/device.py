@@ -74,9 +74,42 @@ def _groups(model: Path) -> int:
     return len(meta["config"]["depths"])
 
 
+def device_image(adb: Adb, model: Path, host_runner: Path, image: Path, overlap: int, threads=(1, 2)) -> list[dict]:
+    """One whole image through the standalone runner on the device (``--image``: the shared tile plan, every
+    op of the INT4 file in the runner), per thread count: its latency and the pixels that differ from this
+    machine's run. Expects the runner and model pushed by :func:`device_bench`."""
+    from PIL import Image
+
+    from edgesr.data.io import load_rgb
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="edgesr-device-") as tmp:
+        tmp = Path(tmp)
+        Image.fromarray(load_rgb(image)).save(tmp / "in.ppm")
+        adb.push(tmp / "in.ppm", f"{REMOTE_DIR}/in.ppm")
+        host = subprocess.run([str(host_runner), str(model), "--image", str(tmp / "in.ppm"), "--output",
+                               str(tmp / "host.ppm"), "--overlap", str(overlap)], capture_output=True, text=True)
+        if host.returncode != 0:
+            raise DeviceError(f"edgesr_runner --image failed here: {host.stderr.strip()[-300:]}")
+        want = np.asarray(Image.open(tmp / "host.ppm"))
+        for t in threads:
+            line = adb.shell(f"{REMOTE_DIR}/edgesr_runner {REMOTE_DIR}/model.tflite --image {REMOTE_DIR}/in.ppm "
+                             f"--output {REMOTE_DIR}/out.ppm --overlap {overlap} --threads {t}").strip().splitlines()
+            try:
+                stats = json.loads(line[-1])
+            except (IndexError, json.JSONDecodeError):
+                raise DeviceError(f"edgesr_runner --image on the device printed no result: {' '.join(line)[-300:]}") from None
+            adb.pull(f"{REMOTE_DIR}/out.ppm", tmp / "dev.ppm")
+            got = np.asarray(Image.open(tmp / "dev.ppm"))
+            stats["differing_values"] = int((got != want).sum()) if got.shape == want.shape else int(want.size)
+            rows.append(stats)
+    return rows
+
+
 def device_bench(adb: Adb, model: Path, device_runner: Path, host_runner: Path, threads=(1, 2), repeats: int = 10,
-                 warmup: int = 2, progress=None) -> dict:
-    """Latency of each group's INT4 blocks on the device, and its outputs against the host's."""
+                 warmup: int = 2, progress=None, image: Path | None = None, overlap: int = 16) -> dict:
+    """Latency of each group's INT4 blocks on the device, and its outputs against the host's; with ``image``,
+    also that image end to end (:func:`device_image`)."""
     model = Path(model)
     groups = _groups(model)
     report = {"model": str(model), "device": cpu_features(adb), "runs": []}
@@ -108,6 +141,8 @@ def device_bench(adb: Adb, model: Path, device_runner: Path, host_runner: Path, 
                 report["runs"].append(stats)
                 if progress:
                     progress(stats)
+    if image is not None:
+        report["image"] = device_image(adb, model, host_runner, Path(image), overlap, threads)
     adb.shell(f"rm -rf {REMOTE_DIR}")
     return report
 

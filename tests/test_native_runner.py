@@ -147,11 +147,15 @@ def test_device_bench_end_to_end_with_a_fake_adb(model, arm_runner, tmp_path, cp
     adb = f"{sys.executable} {REPO_FIXTURES / 'fake_adb.py'}"
     env = {"FAKE_ADB_ROOT": str(root), "FAKE_ADB_QEMU_CPU": cpu}
     report_path = tmp_path / "device.json"
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(5).integers(0, 256, (11, 18, 3), dtype=np.uint8)).save(tmp_path / "photo.png")
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        rc = main(["device", "bench", "--model", str(path), "--adb", adb, "--runner", str(arm_runner), "--threads", "1",
-                   "2", "--repeats", "2", "--warmup", "0", "--json", str(report_path), "--strict"])
+        rc = main(["device", "bench", "--model", str(path), "--adb", adb, "--runner", str(arm_runner), "--threads",
+                   "1", "2", "--repeats", "2", "--warmup", "0", "--json", str(report_path), "--strict",
+                   "--image", str(tmp_path / "photo.png"), "--overlap", "4"])
     finally:
         for k, v in old.items():
             if v is None:
@@ -165,6 +169,9 @@ def test_device_bench_end_to_end_with_a_fake_adb(model, arm_runner, tmp_path, cp
     assert [(r["group"], r["threads"]) for r in report["runs"]] == [(0, 1), (0, 2), (1, 1), (1, 2)]
     assert {r["isa"] for r in report["runs"]} == {"neon_i8mm" if has_i8mm else "neon"}
     assert all(r["differing_values"] == 0 for r in report["runs"])
+    # The whole image on the "device" (whole INT4 model, shared tile plan) equals this machine's, pixel for pixel.
+    assert [r["threads"] for r in report["image"]] == [1, 2]
+    assert all(r["differing_values"] == 0 and r["output"] == [36, 22] and r["tiles"] >= 2 for r in report["image"])
     assert not (root / "data/local/tmp/edgesr").exists()  # cleaned up on the device
 
 
