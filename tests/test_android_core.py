@@ -36,3 +36,19 @@ def test_kotlin_core_agrees_with_the_golden_plans(tmp_path):
     assert proc.returncode == 0 and "ALL PASSED" in proc.stdout, proc.stdout[-3000:] + proc.stderr[-2000:]
     golden = sorted(p.name for p in (REPO / "tests" / "fixtures" / "tile_plans").glob("*.json"))
     assert all(f"ok golden {name}" in proc.stdout for name in golden)
+
+
+def test_android_layer_compiles_against_the_stubs(tmp_path):
+    """The app's Kotlin glue (android_demo/app/src/main/kotlin) against minimal stand-ins of the library classes it
+    uses (tests/android_stubs), and the pure module."""
+    kotlinc, javac = _kotlinc(), shutil.which("javac")
+    if not kotlinc or not javac:
+        pytest.skip("needs javac (JDK 17) and kotlinc (npm install --prefix ~/.cache/edgesr/kotlin kotlin-compiler@2.4.20)")
+    stubs = tmp_path / "stubs"
+    java_sources = sorted(str(p) for p in (REPO / "tests" / "android_stubs").rglob("*.java"))
+    subprocess.run([javac, "--release", "11", "-d", str(stubs), *java_sources], check=True, capture_output=True)
+    sources = sorted(str(p) for p in (REPO / "android_demo").rglob("src/main/kotlin/**/*.kt"))
+    assert any(s.endswith("NativeLib.kt") for s in sources)
+    proc = subprocess.run([kotlinc, "-jvm-target", "11", "-cp", str(stubs), "-d", str(tmp_path / "app.jar"), *sources],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]

@@ -1,0 +1,58 @@
+"""The demo app's native glue (android_demo/app/src/main/cpp) compiles for AArch64 with the cross compiler
+(the NDK is not available here) and exports the JNI entry points the Kotlin layer binds."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from edgesr import native
+
+REPO = Path(__file__).resolve().parent.parent
+CPP = REPO / "android_demo" / "app" / "src" / "main" / "cpp"
+AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
+
+
+def _jni_include() -> Path | None:
+    for home in sorted(Path("/usr/lib/jvm").glob("*")) if Path("/usr/lib/jvm").is_dir() else []:
+        if (home / "include" / "jni.h").is_file():
+            return home / "include"
+    return None
+
+
+def test_jni_glue_builds_for_aarch64(tmp_path):
+    jni = _jni_include()
+    if not AARCH64_CC or not jni:
+        pytest.skip("needs aarch64-linux-gnu-gcc and a JDK's jni.h (apt-get install gcc-aarch64-linux-gnu openjdk-17-jdk)")
+    objects = []
+    for _, obj, argv in native.compile_commands(AARCH64_CC, "aarch64", tmp_path):
+        subprocess.run(argv, check=True, capture_output=True)
+        objects.append(str(obj))
+    lib = tmp_path / "libedgesr_demo.so"
+    delegate = REPO / "converter" / "export" / "tflite" / "runtime" / "edgesr_litert_delegate.c"
+    proc = subprocess.run([AARCH64_CC, "-O2", "-fPIC", "-shared", "-Wall", "-Werror", f"-I{jni}", f"-I{jni / 'linux'}",
+                           f"-I{native.include_dir()}", str(CPP / "edgesr_jni.c"), str(delegate), *objects,
+                           "-lm", "-pthread", "-o", str(lib)], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    nm = shutil.which("aarch64-linux-gnu-nm") or shutil.which("nm")
+    symbols = subprocess.run([nm, "-D", "--defined-only", str(lib)], capture_output=True, text=True).stdout
+    for name in ("kernelPaths", "createDelegate", "destroyDelegate"):
+        assert f"Java_dev_edgesr_demo_NativeLib_{name}" in symbols
+    assert "tflite_plugin_create_delegate" in symbols
+
+
+def test_app_cmake_builds_the_native_library_from_the_repo_sources(tmp_path):
+    """android_demo/app/src/main/cpp/CMakeLists.txt (what the app's Gradle build hands the NDK) builds with a cross
+    toolchain: the JNI glue, the LiteRT delegate and native/ by add_subdirectory, no copies."""
+    jni, cmake = _jni_include(), shutil.which("cmake")
+    if not AARCH64_CC or not jni or not cmake:
+        pytest.skip("needs cmake, aarch64-linux-gnu-gcc and a JDK's jni.h")
+    build = tmp_path / "build"
+    subprocess.run([cmake, "-S", str(CPP), "-B", str(build), "-DCMAKE_SYSTEM_NAME=Linux",
+                    "-DCMAKE_SYSTEM_PROCESSOR=aarch64", f"-DCMAKE_C_COMPILER={AARCH64_CC}",
+                    f"-DCMAKE_C_FLAGS=-I{jni} -I{jni / 'linux'}"], check=True, capture_output=True)
+    proc = subprocess.run([cmake, "--build", str(build), "-j2"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    head = (build / "libedgesr_demo.so").read_bytes()[:20]
+    assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
