@@ -39,16 +39,22 @@ def test_kotlin_core_agrees_with_the_golden_plans(tmp_path):
 
 
 def test_android_layer_compiles_against_the_stubs(tmp_path):
-    """The app's Kotlin glue (android_demo/app/src/main/kotlin) against minimal stand-ins of the library classes it
-    uses (tests/android_stubs), and the pure module."""
+    """The app's Kotlin layer (activities, tiled upscaler, delegate glue) and the pure module against minimal
+    stand-ins of the framework and LiteRT classes it uses (tests/android_stubs) and the R class aapt2 generates."""
+    from tests.android_tools import AAPT2_SKIP, have_aapt2, link_resources
+
     kotlinc, javac = _kotlinc(), shutil.which("javac")
     if not kotlinc or not javac:
         pytest.skip("needs javac (JDK 17) and kotlinc (npm install --prefix ~/.cache/edgesr/kotlin kotlin-compiler@2.4.20)")
-    stubs = tmp_path / "stubs"
+    if not have_aapt2():
+        pytest.skip(AAPT2_SKIP)
+    assert link_resources(tmp_path / "res").returncode == 0
+    classes = tmp_path / "classes"
     java_sources = sorted(str(p) for p in (REPO / "tests" / "android_stubs").rglob("*.java"))
-    subprocess.run([javac, "--release", "11", "-d", str(stubs), *java_sources], check=True, capture_output=True)
+    java_sources += [str(tmp_path / "res" / "gen" / "dev" / "edgesr" / "demo" / "R.java")]
+    subprocess.run([javac, "--release", "11", "-d", str(classes), *java_sources], check=True, capture_output=True)
     sources = sorted(str(p) for p in (REPO / "android_demo").rglob("src/main/kotlin/**/*.kt"))
-    assert any(s.endswith("NativeLib.kt") for s in sources)
-    proc = subprocess.run([kotlinc, "-jvm-target", "11", "-cp", str(stubs), "-d", str(tmp_path / "app.jar"), *sources],
-                          capture_output=True, text=True, timeout=600)
+    assert {Path(s).name for s in sources} >= {"NativeLib.kt", "MainActivity.kt", "BenchmarkActivity.kt", "TilePlan.kt"}
+    proc = subprocess.run([kotlinc, "-jvm-target", "11", "-cp", str(classes), "-d", str(tmp_path / "app.jar"),
+                           *sources], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

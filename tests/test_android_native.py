@@ -56,3 +56,17 @@ def test_app_cmake_builds_the_native_library_from_the_repo_sources(tmp_path):
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     head = (build / "libedgesr_demo.so").read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and int.from_bytes(head[18:20], "little") == 183  # EM_AARCH64
+
+
+def test_manifest_and_resources_link_with_aapt2(tmp_path):
+    """aapt2 compiles the app's resources and links them with its manifest against the Android framework."""
+    from tests.android_tools import AAPT2_SKIP, APP_MAIN, have_aapt2, link_resources
+
+    if not have_aapt2():
+        pytest.skip(AAPT2_SKIP)
+    assert "package=" not in (APP_MAIN / "AndroidManifest.xml").read_text()  # namespace: app/build.gradle.kts
+    proc = link_resources(tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    r_java = (tmp_path / "gen" / "dev" / "edgesr" / "demo" / "R.java").read_text()
+    for name in ("pick", "self_test", "status", "fp32_result", "int4_result", "activity_main", "app_name"):
+        assert f" {name}=" in r_java, name
