@@ -386,7 +386,7 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
                           *(f"{row[k] * tiles / 1e3:.2f}" for k in files))
         console.print(whole)
         report["whole_model_ms"] = lat
-        report["image"] = {"lr_size": [w, h], "tiles": tiles, "overlap": args.overlap}
+        report["per_image"] = {"lr_size": [w, h], "tiles": tiles, "overlap": args.overlap}
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
     rows = report["runs"] + report.get("image", [])

@@ -207,7 +207,7 @@ def test_device_bench_times_whole_files_with_benchmark_model(model, arm_runner, 
     assert report["whole_model_ms"] == {"1": {"fp32": 200.0, "int4": 100.0}, "2": {"fp32": 100.0, "int4": 50.0}}
     from edgesr.runtime.tiling import plan_tiles
 
-    assert report["image"]["tiles"] == plan_tiles(30, 40, TILE, 2, 2).count
+    assert report["per_image"]["tiles"] == plan_tiles(30, 40, TILE, 2, 2).count
 
 
 def test_device_bench_errors(model, tmp_path):
