@@ -58,3 +58,27 @@ def test_android_layer_compiles_against_the_stubs(tmp_path):
     proc = subprocess.run([kotlinc, "-jvm-target", "11", "-cp", str(classes), "-d", str(tmp_path / "app.jar"),
                            *sources], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_selftest_pack_writes_the_apps_self_test_files(tmp_path):
+    """`edgesr device selftest-pack`: the input and this machine's tiled upscale of it with the same .tflite,
+    which the app's self-test compares its own output with."""
+    pytest.importorskip("ai_edge_litert", reason="ai-edge-litert is not installed (pip install -e '.[test]')")
+    import numpy as np
+    from PIL import Image
+
+    from edgesr.cli import main
+    from edgesr.converter.export.tflite import export_tflite
+    from edgesr.runtime.session import open_model, upscale
+    from tests.test_export_pte import TILE, _quant_model
+
+    model = tmp_path / "w4.tflite"
+    export_tflite(_quant_model(4), model, tile=TILE)
+    out = tmp_path / "pack"
+    assert main(["device", "selftest-pack", "--model", str(model), "--size", "20", "--overlap", "4",
+                 "--out", str(out)]) == 0
+    lr = np.asarray(Image.open(out / "selftest_input.png"))
+    sr = np.asarray(Image.open(out / "selftest_expected.png"))
+    assert lr.shape == (20, 20, 3) and sr.shape == (40, 40, 3)
+    np.testing.assert_array_equal(sr, upscale(open_model(model), lr, 4))
+    assert main(["device", "selftest-pack", "--model", str(model), "--out", str(out)]) == 2  # exists, no --force

@@ -8,6 +8,7 @@ import android.os.Bundle
 import android.widget.Button
 import android.widget.ImageView
 import android.widget.TextView
+import dev.edgesr.core.ParityStats
 import java.io.File
 
 /**
@@ -25,6 +26,42 @@ class MainActivity : Activity() {
         findViewById<Button>(R.id.pick).setOnClickListener {
             startActivityForResult(Intent(Intent.ACTION_GET_CONTENT).setType("image/*"), PICK)
         }
+        findViewById<Button>(R.id.self_test).setOnClickListener { Thread { selfTest() }.start() }
+    }
+
+    /**
+     * Upscales selftest_input.png with w4.tflite and compares the result with selftest_expected.png, which
+     * `edgesr device selftest-pack` made on a desktop from the same file: pass when no value is more than one
+     * level off (the desktop parity rule).
+     */
+    private fun selfTest() {
+        val dir = getExternalFilesDir(null)
+        val files = listOf("w4.tflite", "selftest_input.png", "selftest_expected.png").map { File(dir, it) }
+        val missing = files.filter { !it.isFile }
+        val report = if (missing.isNotEmpty()) {
+            "self-test: missing ${missing.joinToString { it.name }} (edgesr device selftest-pack, then adb push)"
+        } else {
+            val input = BitmapFactory.decodeFile(files[1].path)
+            val expected = BitmapFactory.decodeFile(files[2].path)
+            TiledUpscaler(files[0], threads).use { up ->
+                val px = IntArray(input.width * input.height)
+                input.getPixels(px, 0, input.width, 0, 0, input.width, input.height)
+                val got = up.upscale(px, input.height, input.width)
+                val want = IntArray(expected.width * expected.height)
+                expected.getPixels(want, 0, expected.width, 0, 0, expected.width, expected.height)
+                if (got.size != want.size) {
+                    "self-test FAIL: output ${got.size} pixels, expected ${want.size}"
+                } else {
+                    val stats = ParityStats.of(rgbBytes(got), rgbBytes(want))
+                    "self-test ${if (stats.passes()) "PASS" else "FAIL"}: ${stats.toJson()}"
+                }
+            }
+        }
+        runOnUiThread { findViewById<TextView>(R.id.status).setText(report) }
+    }
+
+    private fun rgbBytes(argb: IntArray): ByteArray = ByteArray(argb.size * 3) { i ->
+        ((argb[i / 3] shr (16 - 8 * (i % 3))) and 0xFF).toByte()
     }
 
     override fun onActivityResult(requestCode: Int, resultCode: Int, data: Intent?) {
