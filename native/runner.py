@@ -27,7 +27,7 @@ def build_runner(out_dir: str | Path, compiler: str | list[str] | None = None, s
         objects.append(str(obj))
     exe = out / "edgesr_runner"
     # No fused multiply-add in the runner's own float code (whole-graph mode): sums round the same everywhere.
-    native._run_compiler([*cc, "-O2", "-std=gnu99", "-ffp-contract=off", f"-I{native.include_dir()}", str(RUNNER_SOURCE), *objects,
+    native._run_compiler([*cc, "-O3", "-std=gnu99", "-ffp-contract=off", f"-I{native.include_dir()}", str(RUNNER_SOURCE), *objects,
                           *(["-static"] if static else []), "-lm", "-pthread", "-o", str(exe)])
     return exe
 

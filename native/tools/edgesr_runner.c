@@ -328,7 +328,9 @@ static int g_binary(const g_model *m, const g_op *op) {
   return 0;
 }
 
-/* NHWC 'same' convolution, stride 1: (1, H, W, Ci) * (Co, k, k, Ci) + bias -> (1, H, W, Co). */
+/* NHWC 'same' convolution, stride 1: (1, H, W, Ci) * (Co, k, k, Ci) + bias -> (1, H, W, Co). The weights are
+ * read as (k, k, Ci, Co) (transposed once per call) so the innermost loop runs over output channels: it
+ * vectorises, and every output still sums its k*k*Ci products in one fixed order, the same on every CPU. */
 static int g_conv(const g_model *m, const g_op *op) {
   const g_tensor *x = &m->t[op->in[0]], *w = &m->t[op->in[1]], *y = &m->t[op->out];
   if (x->rank != 4 || w->rank != 4 || y->rank != 4 || w->shape[1] != w->shape[2] || w->shape[3] != x->shape[3])
@@ -336,6 +338,10 @@ static int g_conv(const g_model *m, const g_op *op) {
   const int h = x->shape[1], wd = x->shape[2], ci = x->shape[3], co = w->shape[0], k = w->shape[1], pad = (k - 1) / 2;
   const float *px = g_in(m, op->in[0]), *pw = g_in(m, op->in[1]);
   const float *pb = op->n_in > 2 && op->in[2] >= 0 ? g_in(m, op->in[2]) : NULL;
+  float *wt = (float *)malloc(sizeof(float) * (size_t)k * k * ci * co);
+  if (!wt) return -1;
+  for (int o = 0; o < co; ++o)
+    for (int t = 0; t < k * k * ci; ++t) wt[(size_t)t * co + o] = pw[(size_t)o * k * k * ci + t];
   float *py = y->data;
   for (int r = 0; r < h; ++r)
     for (int c = 0; c < wd; ++c) {
@@ -348,15 +354,16 @@ static int g_conv(const g_model *m, const g_op *op) {
           const int ix = c + kx - pad;
           if (ix < 0 || ix >= wd) continue;
           const float *in = px + ((size_t)iy * wd + ix) * ci;
-          for (int o = 0; o < co; ++o) {
-            const float *wk = pw + (((size_t)o * k + ky) * k + kx) * ci;
-            float acc = 0.0f;
-            for (int i = 0; i < ci; ++i) acc += in[i] * wk[i];
-            out[o] += acc;
+          const float *wk = wt + ((size_t)ky * k + kx) * ci * co;
+          for (int i = 0; i < ci; ++i) {
+            const float v = in[i];
+            const float *wrow = wk + (size_t)i * co;
+            for (int o = 0; o < co; ++o) out[o] += v * wrow[o];
           }
         }
       }
     }
+  free(wt);
   return 0;
 }
 
