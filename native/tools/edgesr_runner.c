@@ -77,12 +77,7 @@ static int32_t fb_i32_field(const fbuf *f, size_t table, unsigned slot, int32_t 
   return at && fb_ok(f, at, 4) ? (int32_t)rd_u32(f, at) : dflt;
 }
 
-/* ---- the model's Swin blocks ---------------------------------------------------------------------------- */
-
-typedef struct {
-  edgesr_swin_block *block;
-  int input, output; /* tensor indices */
-} runner_block;
+/* ---- files ----------------------------------------------------------------------------------------------- */
 
 static char *read_file(const char *path, size_t *size) {
   FILE *fp = fopen(path, "rb");
@@ -103,43 +98,32 @@ static char *read_file(const char *path, size_t *size) {
   return buf;
 }
 
-/* All EDGESR_SWIN_BLOCK operators of subgraph 0, in execution order; returns the count, or -1. */
-static int load_blocks(const fbuf *f, runner_block **out) {
-  if (f->size < 8 || memcmp(f->data + 4, "TFL3", 4) != 0) return -1;
-  const size_t model = rd_u32(f, 0); /* the root table's uoffset sits at position 0 */
-  const size_t codes = fb_deref(f, fb_field(f, model, 6)), subgraphs = fb_deref(f, fb_field(f, model, 8));
-  if (!model || !codes || !fb_len(f, subgraphs)) return -1;
-  const size_t sg = fb_elem_table(f, subgraphs, 0);
-  const size_t ops = fb_deref(f, fb_field(f, sg, 10));
-  const uint32_t n_ops = fb_len(f, ops), n_codes = fb_len(f, codes);
-  runner_block *blocks = (runner_block *)calloc(n_ops ? n_ops : 1, sizeof(runner_block));
-  if (!blocks) return -1;
-  int count = 0;
-  for (uint32_t i = 0; i < n_ops; ++i) {
-    const size_t op = fb_elem_table(f, ops, i);
-    const int32_t opcode = fb_i32_field(f, op, 4, 0);
-    if (opcode < 0 || (uint32_t)opcode >= n_codes) goto fail;
-    const size_t name = fb_deref(f, fb_field(f, fb_elem_table(f, codes, (uint32_t)opcode), 6));
-    const char want[] = "EDGESR_SWIN_BLOCK";
-    if (!name || fb_len(f, name) != sizeof want - 1 || !fb_ok(f, name + 4, sizeof want - 1) ||
-        memcmp(f->data + name + 4, want, sizeof want - 1) != 0)
-      continue;
-    const size_t options = fb_deref(f, fb_field(f, op, 14));
-    const size_t ins = fb_deref(f, fb_field(f, op, 6)), outs = fb_deref(f, fb_field(f, op, 8));
-    const uint32_t n_options = fb_len(f, options);
-    if (!options || !fb_ok(f, options + 4, n_options) || fb_len(f, ins) != 1 || fb_len(f, outs) != 1) goto fail;
-    blocks[count].block = edgesr_swin_block_from_blob(f->data + options + 4, n_options);
-    if (!blocks[count].block) goto fail;
-    blocks[count].input = (int)rd_u32(f, ins + 4);
-    blocks[count].output = (int)rd_u32(f, outs + 4);
-    ++count;
+/* n floats from `path` into dst (exactly n * 4 bytes), or, without a path, values from a fixed-seed generator in
+ * [lo, lo + span): the same inputs on every machine. 0, or -1 with a message. */
+static int load_input(float *dst, size_t n, const char *path, float lo, float span, const char *what) {
+  if (!path) {
+    uint32_t s = 12345u;
+    for (size_t i = 0; i < n; ++i) {
+      s = s * 1664525u + 1013904223u;
+      dst[i] = lo + span * (float)((s >> 8) & 0xFFFF) / 65536.0f;
+    }
+    return 0;
   }
-  *out = blocks;
-  return count;
-fail:
-  for (int i = 0; i < count; ++i) edgesr_swin_block_destroy(blocks[i].block);
-  free(blocks);
-  return -1;
+  size_t size = 0;
+  char *raw = read_file(path, &size);
+  const int ok = raw && size == sizeof(float) * n;
+  if (ok) memcpy(dst, raw, size);
+  else fprintf(stderr, "edgesr_runner: %s must hold %zu float32 %s\n", path, n, what);
+  free(raw);
+  return ok ? 0 : -1;
+}
+
+static int write_floats(const char *path, const float *data, size_t n) {
+  FILE *fp = fopen(path, "wb");
+  const int ok = fp && fwrite(data, sizeof(float), n, fp) == n;
+  if (fp && fclose(fp) != 0) return -1;
+  if (!ok) fprintf(stderr, "edgesr_runner: cannot write %s\n", path);
+  return ok ? 0 : -1;
 }
 
 /* ---- whole-graph mode: the ops edgesr writes around its INT4 blocks, interpreted in plain C ----------------- */
@@ -154,9 +138,12 @@ typedef struct {
   float *data;       /* activations: owned buffer */
 } g_tensor;
 
+enum { OP_SKIPPED = -1 }; /* an op block mode does not run (lenient loading) */
+
 typedef struct {
   int code, n_in, n_out, in[4], out;
-  int block_size; /* DEPTH_TO_SPACE */
+  int block_size;     /* DEPTH_TO_SPACE */
+  float *conv_weight; /* CONV_2D: (k, k, Ci, Co), transposed at load so the inner loop runs over Co */
   edgesr_swin_block *block;
 } g_op;
 
@@ -170,8 +157,10 @@ typedef struct {
 static void graph_free(g_model *m) {
   if (!m) return;
   for (int i = 0; i < m->n_tensors; ++i) free(m->t[i].data);
-  for (int i = 0; i < m->n_ops; ++i)
+  for (int i = 0; i < m->n_ops; ++i) {
     if (m->ops[i].block) edgesr_swin_block_destroy(m->ops[i].block);
+    free(m->ops[i].conv_weight);
+  }
   free(m->t);
   free(m->ops);
   free(m->workspace);
@@ -185,8 +174,9 @@ static int rd_ivec(const fbuf *f, size_t vec, int *out, int max) {
   return (int)n;
 }
 
-/* Loads every tensor and operator of subgraph 0; returns 0, or -1 with a message on stderr. */
-static int graph_load(const fbuf *f, g_model *m) {
+/* Loads every tensor and operator of subgraph 0; returns 0, or -1 with a message on stderr. strict = 0: ops this
+ * runner cannot run are marked OP_SKIPPED instead of failing the load (block mode runs only the blocks). */
+static int graph_load(const fbuf *f, g_model *m, int strict) {
   memset(m, 0, sizeof *m);
   if (f->size < 8 || memcmp(f->data + 4, "TFL3", 4) != 0) return -1;
   const size_t model = rd_u32(f, 0);
@@ -253,10 +243,18 @@ static int graph_load(const fbuf *f, g_model *m) {
       const int same = !(pad && fb_ok(f, pad, 1) && f->data[pad] != 0);
       const int sw = fb_i32_field(f, opts, 6, 1), sh = fb_i32_field(f, opts, 8, 1);
       const size_t act = fb_field(f, opts, 10);
-      if (!same || sw != 1 || sh != 1 || (act && fb_ok(f, act, 1) && f->data[act] != 0)) {
-        fprintf(stderr, "edgesr_runner: op %d: only stride-1 SAME convs without activation are supported\n", i);
+      const g_tensor *w = &m->t[op->in[1]];
+      if (!same || sw != 1 || sh != 1 || (act && fb_ok(f, act, 1) && f->data[act] != 0) || !w->cdata ||
+          w->rank != 4) {
+        fprintf(stderr, "edgesr_runner: op %d: only stride-1 SAME convs with constant weights are supported\n", i);
         return -1;
       }
+      const int co = w->shape[0];
+      const size_t per_out = w->elems / (size_t)co;
+      const float *src = (const float *)w->cdata;
+      if (!(op->conv_weight = (float *)malloc(sizeof(float) * w->elems))) return -1;
+      for (int o = 0; o < co; ++o)
+        for (size_t t = 0; t < per_out; ++t) op->conv_weight[t * co + o] = src[(size_t)o * per_out + t];
       break;
     }
     case OP_DEPTH_TO_SPACE:
@@ -267,11 +265,15 @@ static int graph_load(const fbuf *f, g_model *m) {
       const size_t name = fb_deref(f, fb_field(f, oc, 6));
       const size_t options = fb_deref(f, fb_field(f, o, 14));
       const char want[] = "EDGESR_SWIN_BLOCK";
-      if (!name || fb_len(f, name) != sizeof want - 1 || memcmp(f->data + name + 4, want, sizeof want - 1) != 0 ||
-          !options || !fb_ok(f, options + 4, fb_len(f, options))) {
+      if (!name || fb_len(f, name) != sizeof want - 1 || memcmp(f->data + name + 4, want, sizeof want - 1) != 0) {
+        if (!strict) {
+          op->code = OP_SKIPPED;
+          break;
+        }
         fprintf(stderr, "edgesr_runner: op %d: only the EDGESR_SWIN_BLOCK custom op is supported\n", i);
         return -1;
       }
+      if (!options || !fb_ok(f, options + 4, fb_len(f, options))) return -1;
       op->block = edgesr_swin_block_from_blob(f->data + options + 4, fb_len(f, options));
       if (!op->block) return -1;
       const size_t w = edgesr_swin_block_workspace_floats(op->block);
@@ -279,6 +281,10 @@ static int graph_load(const fbuf *f, g_model *m) {
       break;
     }
     default:
+      if (!strict) {
+        op->code = OP_SKIPPED;
+        break;
+      }
       fprintf(stderr, "edgesr_runner: op %d: builtin %d is not supported in whole-graph mode (it runs edgesr INT4 "
               "files whose Swin blocks are all EDGESR_SWIN_BLOCK ops)\n", i, op->code);
       return -1;
@@ -328,20 +334,15 @@ static int g_binary(const g_model *m, const g_op *op) {
   return 0;
 }
 
-/* NHWC 'same' convolution, stride 1: (1, H, W, Ci) * (Co, k, k, Ci) + bias -> (1, H, W, Co). The weights are
- * read as (k, k, Ci, Co) (transposed once per call) so the innermost loop runs over output channels: it
- * vectorises, and every output still sums its k*k*Ci products in one fixed order, the same on every CPU. */
+/* NHWC 'same' convolution, stride 1: (1, H, W, Ci) * (k, k, Ci, Co) + bias -> (1, H, W, Co). The innermost loop
+ * runs over output channels (it vectorises) and every output still sums its k*k*Ci products in one fixed order,
+ * the same on every CPU. */
 static int g_conv(const g_model *m, const g_op *op) {
   const g_tensor *x = &m->t[op->in[0]], *w = &m->t[op->in[1]], *y = &m->t[op->out];
-  if (x->rank != 4 || w->rank != 4 || y->rank != 4 || w->shape[1] != w->shape[2] || w->shape[3] != x->shape[3])
-    return -1;
+  if (x->rank != 4 || y->rank != 4 || w->shape[1] != w->shape[2] || w->shape[3] != x->shape[3]) return -1;
   const int h = x->shape[1], wd = x->shape[2], ci = x->shape[3], co = w->shape[0], k = w->shape[1], pad = (k - 1) / 2;
-  const float *px = g_in(m, op->in[0]), *pw = g_in(m, op->in[1]);
+  const float *px = g_in(m, op->in[0]), *wt = op->conv_weight;
   const float *pb = op->n_in > 2 && op->in[2] >= 0 ? g_in(m, op->in[2]) : NULL;
-  float *wt = (float *)malloc(sizeof(float) * (size_t)k * k * ci * co);
-  if (!wt) return -1;
-  for (int o = 0; o < co; ++o)
-    for (int t = 0; t < k * k * ci; ++t) wt[(size_t)t * co + o] = pw[(size_t)o * k * k * ci + t];
   float *py = y->data;
   for (int r = 0; r < h; ++r)
     for (int c = 0; c < wd; ++c) {
@@ -363,7 +364,6 @@ static int g_conv(const g_model *m, const g_op *op) {
         }
       }
     }
-  free(wt);
   return 0;
 }
 
@@ -442,6 +442,40 @@ static int set_isa(const char *name) {
   return -1;
 }
 
+/* Runs fn(ctx) warmup + repeats times; times[] gets the repeats' milliseconds, sorted. 0, or -1 if a run fails. */
+static int time_runs(int (*fn)(void *), void *ctx, int warmup, int repeats, double *times) {
+  for (int r = -warmup; r < repeats; ++r) {
+    const double t0 = now_ms();
+    if (fn(ctx) != 0) return -1;
+    if (r >= 0) times[r] = now_ms() - t0;
+  }
+  qsort(times, (size_t)repeats, sizeof(double), cmp_double);
+  return 0;
+}
+
+typedef struct {
+  g_model *m;
+  int threads;
+  int first, last; /* block mode: ops of the chain */
+  float *x, *y;    /* block mode: input tokens, output */
+} run_ctx;
+
+static int run_graph_once(void *p) {
+  run_ctx *c = (run_ctx *)p;
+  return graph_run(c->m, c->threads);
+}
+
+static int run_chain_once(void *p) {
+  run_ctx *c = (run_ctx *)p;
+  const float *src = c->x;
+  for (int i = c->first; i <= c->last; ++i) {
+    if (!c->m->ops[i].block) continue;
+    if (edgesr_swin_block_run(c->m->ops[i].block, src, c->y, c->m->workspace, c->threads) != 0) return -1;
+    src = c->y;
+  }
+  return 0;
+}
+
 /* Whole-graph mode: one LR tile (1, H, W, C) float32 NHWC in, the model's output tile out. */
 static int run_full(const fbuf *f, const char *path, const char *input, const char *output, int threads, int repeats,
                     int warmup) {
@@ -449,51 +483,73 @@ static int run_full(const fbuf *f, const char *path, const char *input, const ch
   memset(&m, 0, sizeof m);
   double *times = (double *)malloc(sizeof(double) * (size_t)repeats);
   int rc = 1;
-  if (!times || graph_load(f, &m) != 0) {
+  if (!times || graph_load(f, &m, 1) != 0) {
     fprintf(stderr, "edgesr_runner: %s cannot run in whole-graph mode (not an edgesr INT4 .tflite, or damaged)\n", path);
     goto done;
   }
   g_tensor *in = &m.t[m.input], *out = &m.t[m.output];
-  if (!in->data || !out->data) goto done;
-  if (input) {
-    size_t n = 0;
-    char *raw = read_file(input, &n);
-    if (!raw || n != sizeof(float) * in->elems) {
-      fprintf(stderr, "edgesr_runner: %s must hold the %zu float32 values of one NHWC input tile\n", input, in->elems);
-      free(raw);
-      goto done;
-    }
-    memcpy(in->data, raw, n);
-    free(raw);
-  } else {
-    uint32_t s = 12345u; /* fixed seed, values in [0, 1): the same tile on every machine */
-    for (size_t i = 0; i < in->elems; ++i) {
-      s = s * 1664525u + 1013904223u;
-      in->data[i] = (float)((s >> 8) & 0xFFFF) / 65536.0f;
-    }
-  }
-  for (int r = -warmup; r < repeats; ++r) {
-    const double t0 = now_ms();
-    if (graph_run(&m, threads) != 0) goto done;
-    if (r >= 0) times[r] = now_ms() - t0;
-  }
-  qsort(times, (size_t)repeats, sizeof(double), cmp_double);
+  run_ctx ctx = {&m, threads, 0, 0, NULL, NULL};
+  if (!in->data || !out->data || load_input(in->data, in->elems, input, 0.0f, 1.0f, "values (one NHWC input tile)") != 0 ||
+      time_runs(run_graph_once, &ctx, warmup, repeats, times) != 0)
+    goto done;
   printf("{\"model\": \"%s\", \"mode\": \"full\", \"isa\": \"%s\", \"threads\": %d, \"input\": [%d, %d, %d], "
          "\"output\": [%d, %d, %d], \"repeats\": %d, \"ms_min\": %.3f, \"ms_median\": %.3f, \"ms_max\": %.3f}\n",
          path, edgesr_isa_name(edgesr_active_isa()), threads, in->shape[1], in->shape[2], in->shape[3], out->shape[1],
          out->shape[2], out->shape[3], repeats, times[0], times[repeats / 2], times[repeats - 1]);
-  if (output) {
-    FILE *fp = fopen(output, "wb");
-    if (!fp || fwrite(out->data, sizeof(float), out->elems, fp) != out->elems) {
-      fprintf(stderr, "edgesr_runner: cannot write %s\n", output);
-      if (fp) fclose(fp);
-      goto done;
-    }
-    fclose(fp);
-  }
-  rc = 0;
+  rc = output && write_floats(output, out->data, out->elems) != 0;
 done:
   graph_free(&m);
+  free(times);
+  return rc;
+}
+
+/* Block mode: residual group G's chain of EDGESR_SWIN_BLOCK ops (each block's input is the previous block's
+ * output) on (tokens x dim) float32 tokens; other ops of the file are not run. */
+static int run_blocks(const fbuf *f, const char *path, const char *input, const char *output, int group, int threads,
+                      int repeats, int warmup) {
+  g_model m;
+  memset(&m, 0, sizeof m);
+  double *times = (double *)malloc(sizeof(double) * (size_t)repeats);
+  run_ctx ctx = {&m, threads, -1, -1, NULL, NULL};
+  int rc = 1, chain = -1, count = 0, prev = -1;
+  if (!times || graph_load(f, &m, 0) != 0) {
+    fprintf(stderr, "edgesr_runner: %s is not an edgesr INT4 .tflite (or its EDGESR_SWIN_BLOCK ops are damaged)\n",
+            path);
+    goto done;
+  }
+  for (int i = 0; i < m.n_ops; ++i) {
+    if (!m.ops[i].block) continue;
+    if (prev < 0 || m.ops[i].in[0] != m.ops[prev].out) ++chain;
+    if (chain == group) {
+      if (ctx.first < 0) ctx.first = i;
+      ctx.last = i;
+      ++count;
+    }
+    prev = i;
+  }
+  if (ctx.first < 0) {
+    fprintf(stderr, "edgesr_runner: %s has no group %d of EDGESR_SWIN_BLOCK ops\n", path, group);
+    goto done;
+  }
+  int tokens = 0, dim = 0;
+  edgesr_swin_block_shape(m.ops[ctx.first].block, &tokens, &dim);
+  const size_t elems = (size_t)tokens * (size_t)dim;
+  ctx.x = (float *)malloc(sizeof(float) * elems);
+  ctx.y = (float *)malloc(sizeof(float) * elems);
+  if (!ctx.x || !ctx.y || load_input(ctx.x, elems, input, -1.0f, 2.0f, "tokens (the group's input)") != 0 ||
+      time_runs(run_chain_once, &ctx, warmup, repeats, times) != 0)
+    goto done;
+  double mean = 0;
+  for (int r = 0; r < repeats; ++r) mean += times[r] / repeats;
+  printf("{\"model\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"group\": %d, \"blocks\": %d, \"tokens\": %d, "
+         "\"dim\": %d, \"repeats\": %d, \"ms_min\": %.3f, \"ms_median\": %.3f, \"ms_mean\": %.3f, \"ms_max\": %.3f}\n",
+         path, edgesr_isa_name(edgesr_active_isa()), threads, group, count, tokens, dim, repeats, times[0],
+         times[repeats / 2], mean, times[repeats - 1]);
+  rc = output && write_floats(output, ctx.y, elems) != 0;
+done:
+  graph_free(&m);
+  free(ctx.x);
+  free(ctx.y);
   free(times);
   return rc;
 }
@@ -605,7 +661,7 @@ static int run_image(const fbuf *f, const char *path, const char *image, const c
   unsigned char *px = NULL, *dst = NULL;
   float *acc = NULL;
   int rc = 1, w0 = 0, h0 = 0;
-  if (!rows || !cols || graph_load(f, &m) != 0) {
+  if (!rows || !cols || graph_load(f, &m, 1) != 0) {
     fprintf(stderr, "edgesr_runner: %s cannot run in whole-graph mode (not an edgesr INT4 .tflite, or damaged)\n", path);
     goto done;
   }
@@ -783,95 +839,7 @@ int main(int argc, char **argv) {
     free(raw);
     return rc;
   }
-  runner_block *blocks = NULL;
-  const int count = load_blocks(&f, &blocks);
-  if (count < 0) {
-    fprintf(stderr, "edgesr_runner: %s is not an edgesr INT4 .tflite (or its EDGESR_SWIN_BLOCK ops are damaged)\n",
-            model_path);
-    free(raw);
-    return 1;
-  }
-  /* Group G: the G-th maximal chain of blocks whose input is the previous block's output. */
-  int first = -1, last = -1, chain = -1;
-  for (int i = 0; i < count; ++i) {
-    if (i == 0 || blocks[i].input != blocks[i - 1].output) ++chain;
-    if (chain == group) {
-      if (first < 0) first = i;
-      last = i;
-    }
-  }
-  int rc = 1;
-  float *x = NULL, *y = NULL, *ws = NULL;
-  double *times = NULL;
-  if (first < 0) {
-    fprintf(stderr, "edgesr_runner: %s has no group %d of EDGESR_SWIN_BLOCK ops (%d blocks)\n", model_path, group,
-            count);
-    goto done;
-  }
-  int tokens = 0, dim = 0;
-  edgesr_swin_block_shape(blocks[first].block, &tokens, &dim);
-  const size_t elems = (size_t)tokens * (size_t)dim;
-  size_t wsf = 0;
-  for (int i = first; i <= last; ++i) {
-    const size_t w = edgesr_swin_block_workspace_floats(blocks[i].block);
-    wsf = w > wsf ? w : wsf;
-  }
-  x = (float *)malloc(sizeof(float) * elems);
-  y = (float *)malloc(sizeof(float) * elems);
-  ws = (float *)malloc(sizeof(float) * wsf);
-  times = (double *)malloc(sizeof(double) * (size_t)repeats);
-  if (!x || !y || !ws || !times) goto done;
-  if (input) {
-    size_t in_size = 0;
-    char *in = read_file(input, &in_size);
-    if (!in || in_size != sizeof(float) * elems) {
-      fprintf(stderr, "edgesr_runner: %s must hold %d x %d float32 tokens (%zu bytes)\n", input, tokens, dim,
-              sizeof(float) * elems);
-      free(in);
-      goto done;
-    }
-    memcpy(x, in, in_size);
-    free(in);
-  } else {
-    uint32_t s = 12345u; /* fixed seed: runs on different machines see the same tokens */
-    for (size_t i = 0; i < elems; ++i) {
-      s = s * 1664525u + 1013904223u;
-      x[i] = (float)((s >> 8) & 0xFFFF) / 32768.0f - 1.0f;
-    }
-  }
-  for (int r = -warmup; r < repeats; ++r) {
-    const double t0 = now_ms();
-    const float *src = x;
-    for (int i = first; i <= last; ++i) {
-      if (edgesr_swin_block_run(blocks[i].block, src, y, ws, threads) != 0) goto done;
-      src = y;
-    }
-    if (r >= 0) times[r] = now_ms() - t0;
-  }
-  qsort(times, (size_t)repeats, sizeof(double), cmp_double);
-  double mean = 0;
-  for (int r = 0; r < repeats; ++r) mean += times[r] / repeats;
-  printf("{\"model\": \"%s\", \"isa\": \"%s\", \"threads\": %d, \"group\": %d, \"blocks\": %d, \"tokens\": %d, "
-         "\"dim\": %d, \"repeats\": %d, \"ms_min\": %.3f, \"ms_median\": %.3f, \"ms_mean\": %.3f, \"ms_max\": %.3f}\n",
-         model_path, edgesr_isa_name(edgesr_active_isa()), threads, group, last - first + 1, tokens, dim, repeats,
-         times[0], times[repeats / 2], mean, times[repeats - 1]);
-  if (output) {
-    FILE *fp = fopen(output, "wb");
-    if (!fp || fwrite(y, sizeof(float), elems, fp) != elems) {
-      fprintf(stderr, "edgesr_runner: cannot write %s\n", output);
-      if (fp) fclose(fp);
-      goto done;
-    }
-    fclose(fp);
-  }
-  rc = 0;
-done:
-  for (int i = 0; i < count; ++i) edgesr_swin_block_destroy(blocks[i].block);
-  free(blocks);
-  free(x);
-  free(y);
-  free(ws);
-  free(times);
+  const int rc = run_blocks(&f, model_path, input, output, group, threads, repeats, warmup);
   free(raw);
   return rc;
 }
