@@ -74,6 +74,16 @@ def _groups(model: Path) -> int:
     return len(meta["config"]["depths"])
 
 
+def _device_runner(adb: Adb, args: str) -> dict:
+    """Runs the pushed edgesr_runner on the pushed model with ``args``; its JSON result line."""
+    lines = adb.shell(f"{REMOTE_DIR}/edgesr_runner {REMOTE_DIR}/model.tflite {args}").strip().splitlines()
+    try:
+        return json.loads(lines[-1])
+    except (IndexError, json.JSONDecodeError):
+        raise DeviceError(f"edgesr_runner {args.split()[0]} on the device printed no result: "
+                          f"{' '.join(lines)[-300:]}") from None
+
+
 def device_image(adb: Adb, model: Path, host_runner: Path, image: Path, overlap: int, threads=(1, 2)) -> list[dict]:
     """One whole image through the standalone runner on the device (``--image``: the shared tile plan, every
     op of the INT4 file in the runner), per thread count: its latency and the pixels that differ from this
@@ -93,12 +103,8 @@ def device_image(adb: Adb, model: Path, host_runner: Path, image: Path, overlap:
             raise DeviceError(f"edgesr_runner --image failed here: {host.stderr.strip()[-300:]}")
         want = np.asarray(Image.open(tmp / "host.ppm"))
         for t in threads:
-            line = adb.shell(f"{REMOTE_DIR}/edgesr_runner {REMOTE_DIR}/model.tflite --image {REMOTE_DIR}/in.ppm "
-                             f"--output {REMOTE_DIR}/out.ppm --overlap {overlap} --threads {t}").strip().splitlines()
-            try:
-                stats = json.loads(line[-1])
-            except (IndexError, json.JSONDecodeError):
-                raise DeviceError(f"edgesr_runner --image on the device printed no result: {' '.join(line)[-300:]}") from None
+            stats = _device_runner(adb, f"--image {REMOTE_DIR}/in.ppm --output {REMOTE_DIR}/out.ppm "
+                                        f"--overlap {overlap} --threads {t}")
             adb.pull(f"{REMOTE_DIR}/out.ppm", tmp / "dev.ppm")
             got = np.asarray(Image.open(tmp / "dev.ppm"))
             stats["differing_values"] = int((got != want).sum()) if got.shape == want.shape else int(want.size)
@@ -126,12 +132,8 @@ def device_bench(adb: Adb, model: Path, device_runner: Path, host_runner: Path, 
             want = np.fromfile(host_out, np.float32)
             for t in threads:
                 remote_out = f"{REMOTE_DIR}/g{g}_t{t}.f32"
-                line = adb.shell(f"{REMOTE_DIR}/edgesr_runner {REMOTE_DIR}/model.tflite --group {g} --threads {t} "
-                                 f"--repeats {repeats} --warmup {warmup} --output {remote_out}").strip().splitlines()
-                try:
-                    stats = json.loads(line[-1])
-                except (IndexError, json.JSONDecodeError):
-                    raise DeviceError(f"edgesr_runner on the device printed no result: {' '.join(line)[-300:]}") from None
+                stats = _device_runner(adb, f"--group {g} --threads {t} --repeats {repeats} --warmup {warmup} "
+                                            f"--output {remote_out}")
                 local = tmp / f"dev_g{g}_t{t}.f32"
                 adb.pull(remote_out, local)
                 got = np.fromfile(local, np.float32)

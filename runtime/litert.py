@@ -9,12 +9,12 @@ returns NCHW like every other backend.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgesr.errors import EdgesrError
+from edgesr.runtime import model_file
 
 TFLITE_MAGIC = b"TFL3"  # flatbuffer file identifier at offset 4
 METADATA_KEY = "edgesr_metadata"  # written by edgesr.converter.export.tflite
@@ -34,15 +34,14 @@ def is_tflite(path: str | Path) -> bool:
 
 def delegate_library() -> Path:
     """Path of the edgesr LiteRT delegate: ``EDGESR_LITERT_DELEGATE``, else built (once) from the sources."""
-    env = os.environ.get("EDGESR_LITERT_DELEGATE")
-    if env:
-        path = Path(env)
-        if not path.is_file():
-            raise TfliteError(f"EDGESR_LITERT_DELEGATE={env}: no such file (the edgesr LiteRT delegate library)")
-        return path
-    from edgesr.converter.export.tflite.build import build_delegate
 
-    return build_delegate()
+    def build() -> Path:
+        from edgesr.converter.export.tflite.build import build_delegate
+
+        return build_delegate()
+
+    return model_file.delegate_library("EDGESR_LITERT_DELEGATE", "the edgesr LiteRT delegate library", build,
+                                       TfliteError)
 
 
 def read_metadata(data: bytes, path: Path) -> dict:
@@ -65,8 +64,10 @@ def read_metadata(data: bytes, path: Path) -> dict:
         raise TfliteError(f"{path}: cannot read the model (truncated or corrupt?): {e}") from None
 
 
-class TfliteModel:
+class TfliteModel(model_file.ModelFile):
     """One edgesr ``.tflite``: ``run`` takes and returns (1, C, H, W) float32 at the file's tile."""
+
+    error = TfliteError
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
@@ -96,20 +97,9 @@ class TfliteModel:
             raise TfliteError(f"{self.path}: LiteRT cannot prepare the model: {str(e).splitlines()[0]}") from None
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
-        self._tile = tuple(self.metadata["tile"])
-
-    @property
-    def scale(self) -> int:
-        return int(self.metadata["scale"])
-
-    @property
-    def tile(self) -> tuple[int, int]:
-        return self._tile
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        c = int(self.metadata["in_channels"])
-        if tuple(x.shape) != (1, c, *self.tile):
-            raise TfliteError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {(1, c, *self.tile)}")
+        self.check_input(x)
         self._interp.set_tensor(self._in["index"], np.ascontiguousarray(np.asarray(x, np.float32).transpose(0, 2, 3, 1)))
         self._interp.invoke()
         return np.ascontiguousarray(self._interp.get_tensor(self._out["index"]).transpose(0, 3, 1, 2))

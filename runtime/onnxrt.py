@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from edgesr.errors import EdgesrError
+from edgesr.runtime import model_file
 
 METADATA_KEY = "edgesr_metadata"  # the descriptor's metadata property, written by edgesr.converter.export.onnx
 
@@ -17,10 +18,12 @@ class OnnxError(EdgesrError):
     pass
 
 
-class OnnxModel:
+class OnnxModel(model_file.ModelFile):
     """One edgesr ``.onnx``: ``run`` takes and returns (1, C, H, W) float32 at the file's tile. A file exported
     with dynamic H, W takes any multiple of the window; ``tile`` (default 64 x 64) is then the tile that the
     tiled runtime feeds it."""
+
+    error = OnnxError
 
     def __init__(self, path: str | Path, threads: int = 1, tile: tuple[int, int] | None = None):
         self.path = Path(path)
@@ -52,12 +55,8 @@ class OnnxModel:
         self._input = self._session.get_inputs()[0].name
 
     @property
-    def scale(self) -> int:
-        return int(self.metadata["scale"])
-
-    @property
     def tile(self) -> tuple[int, int]:
-        return self._tile
+        return self._tile  # a dynamic file's tile is the runtime's choice
 
     def run(self, x: np.ndarray) -> np.ndarray:
         c, m = int(self.metadata["in_channels"]), int(self.metadata["size_multiple"])
@@ -65,6 +64,6 @@ class OnnxModel:
             if x.ndim != 4 or x.shape[:2] != (1, c) or x.shape[2] % m or x.shape[3] % m or not x.shape[2] * x.shape[3]:
                 raise OnnxError(f"{self.path}: input {tuple(x.shape)} must be (1, {c}, H, W) with H, W positive "
                                 f"multiples of {m}")
-        elif tuple(x.shape) != (1, c, *self.tile):
-            raise OnnxError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {(1, c, *self.tile)}")
+        else:
+            self.check_input(x)
         return self._session.run(None, {self._input: np.ascontiguousarray(x, dtype=np.float32)})[0]

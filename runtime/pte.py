@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import ctypes
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
 from edgesr.errors import EdgesrError
+from edgesr.runtime import model_file
 
 PTE_MAGIC = b"ET12"  # flatbuffer file identifier at offset 4
 METADATA_METHOD = "edgesr_metadata"
@@ -47,15 +47,13 @@ class PteError(EdgesrError):
 
 def delegate_library() -> Path:
     """Path of the delegate library: ``EDGESR_ET_DELEGATE``, else built (once) from the sources."""
-    env = os.environ.get("EDGESR_ET_DELEGATE")
-    if env:
-        path = Path(env)
-        if not path.is_file():
-            raise PteError(f"EDGESR_ET_DELEGATE={env}: no such file (the edgesr ExecuTorch delegate library)")
-        return path
-    from edgesr.converter.export.executorch.build import build_delegate
 
-    return build_delegate()
+    def build() -> Path:
+        from edgesr.converter.export.executorch.build import build_delegate
+
+        return build_delegate()
+
+    return model_file.delegate_library("EDGESR_ET_DELEGATE", "the edgesr ExecuTorch delegate library", build, PteError)
 
 
 def load_delegate() -> ctypes.CDLL:
@@ -80,8 +78,10 @@ def is_pte(path: str | Path) -> bool:
         return False
 
 
-class PteModel:
+class PteModel(model_file.ModelFile):
     """One ``.pte`` exported by edgesr: ``run`` takes and returns (1, C, H, W) float32 at the file's tile."""
+
+    error = PteError
 
     def __init__(self, path: str | Path, threads: int = 1):
         self.path = Path(path)
@@ -113,14 +113,6 @@ class PteModel:
             raise PteError(f"{self.path}: cannot initialise the forward method: {e}") from None
         self._generation = _pool["generation"]
 
-    @property
-    def scale(self) -> int:
-        return int(self.metadata["scale"])
-
-    @property
-    def tile(self) -> tuple[int, int]:
-        return tuple(self.metadata["tile"])
-
     def set_threads(self, threads: int) -> None:
         """Process-wide (see :func:`set_threads`); kept on the model for convenience."""
         set_threads(threads)
@@ -129,9 +121,7 @@ class PteModel:
     def run(self, x: np.ndarray) -> np.ndarray:
         import torch
 
-        expected = (1, int(self.metadata["in_channels"]), *self.tile)
-        if tuple(x.shape) != expected:
-            raise PteError(f"{self.path}: input {tuple(x.shape)} does not match the exported tile {expected}")
+        self.check_input(x)
         if self._generation != _pool["generation"]:
             self._load_forward()
         out = self._method.execute([torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))])

@@ -12,7 +12,6 @@ Prints and writes (--out, default results/onnx_x4.md + .json):
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import warnings
@@ -20,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench_pte import SETS, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.onnx import export_onnx
@@ -44,18 +43,7 @@ def latency(paths: dict, tile, threads: int, rounds: int) -> dict:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
-    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
-    p.add_argument("--tile", type=int, default=64)
-    p.add_argument("--overlap", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
-    p.add_argument("--limit", type=int, help="images per set (default: all)")
-    p.add_argument("--work", type=Path, default=Path("results/onnx"), help="where the .onnx files go")
-    p.add_argument("--reuse", action="store_true", help="reuse .onnx files already in --work")
-    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/onnx_x<scale>)")
-    p.add_argument("--data-root")
+    p = bench_arguments(__doc__, "onnx")
     args = p.parse_args()
 
     torch.set_num_threads(1)

@@ -99,8 +99,9 @@ def fidelity(backends: dict, sets, scale: int, overlap: int, limit: int | None, 
     return {s: {k: float(np.mean(v)) for k, v in r.items()} for s, r in res.items()}
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_arguments(doc: str, ext: str) -> argparse.ArgumentParser:
+    """The options every runtime benchmark script takes; ``ext``: its file kind (pte, onnx, tflite)."""
+    p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
     p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
     p.add_argument("--tile", type=int, default=64)
@@ -108,10 +109,15 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
     p.add_argument("--limit", type=int, help="images per set (default: all)")
-    p.add_argument("--work", type=Path, default=Path("results/pte"), help="where the .pte files go")
-    p.add_argument("--reuse", action="store_true", help="reuse .pte files already in --work")
-    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/pte_x<scale>)")
+    p.add_argument("--work", type=Path, default=Path(f"results/{ext}"), help=f"where the .{ext} files go")
+    p.add_argument("--reuse", action="store_true", help=f"reuse .{ext} files already in --work")
+    p.add_argument("--out", type=Path, default=None, help=f"report path stem (default results/{ext}_x<scale>)")
     p.add_argument("--data-root")
+    return p
+
+
+def main() -> int:
+    p = bench_arguments(__doc__, "pte")
     args = p.parse_args()
 
     fp_path, _ = resolve(args.model)

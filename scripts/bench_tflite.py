@@ -16,7 +16,6 @@ check that edgesr's FP32 file is a fair baseline; its max abs difference to eage
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_pte import SETS, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.tflite import export_tflite
@@ -60,18 +59,7 @@ ROWS = {  # key: (title, quantized artifact?, export options)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
-    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
-    p.add_argument("--tile", type=int, default=64)
-    p.add_argument("--overlap", type=int, default=16)
-    p.add_argument("--rounds", type=int, default=7)
-    p.add_argument("--sets", nargs="*", default=SETS, help="benchmark sets for fidelity (none: skip)")
-    p.add_argument("--limit", type=int, help="images per set (default: all)")
-    p.add_argument("--work", type=Path, default=Path("results/tflite"), help="where the .tflite files go")
-    p.add_argument("--reuse", action="store_true", help="reuse .tflite files already in --work")
-    p.add_argument("--out", type=Path, default=None, help="report path stem (default results/tflite_x<scale>)")
-    p.add_argument("--data-root")
+    p = bench_arguments(__doc__, "tflite")
     p.add_argument("--reference-fp32", type=Path, help="an FP32 .tflite of --model from another converter")
     args = p.parse_args()
 

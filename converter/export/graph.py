@@ -50,7 +50,7 @@ def _layer_norm(x: torch.Tensor, norm: nn.LayerNorm) -> torch.Tensor:
 
 
 def _bounds(*quantizers) -> tuple[float, ...]:
-    return tuple(float(v.detach()) for q in quantizers for v in (q.lower, q.upper))
+    return tuple(v for q in quantizers for v in swin_block.bounds_of(q))
 
 
 class ExportableSwinIR(nn.Module):

@@ -33,7 +33,8 @@ def block_bits(blk: nn.Module) -> int | None:
     return bits.pop() if len(bits) == 1 else None
 
 
-def _pair(q) -> tuple[float, float]:
+def bounds_of(q) -> tuple[float, float]:
+    """A quantizer's learned (lower, upper) bounds as floats."""
     return float(q.lower.detach()), float(q.upper.detach())
 
 
@@ -60,9 +61,9 @@ def block_scalars(blk: nn.Module, tile: tuple[int, int]) -> BlockScalars:
         raise ValueError("the block is not uniformly quantized")
     bounds: list[float] = []
     for lin in block_linears(blk):
-        bounds += [*_pair(lin.input_quant), *_pair(lin.weight_quant)]
+        bounds += [*bounds_of(lin.input_quant), *bounds_of(lin.weight_quant)]
     qk, av = blk.attn.qk_matmul, blk.attn.av_matmul
-    bounds += [*_pair(qk.a_quant), *_pair(qk.b_quant), *_pair(av.a_quant), *_pair(av.b_quant)]
+    bounds += [*bounds_of(qk.a_quant), *bounds_of(qk.b_quant), *bounds_of(av.a_quant), *bounds_of(av.b_quant)]
     return BlockScalars(height=tile[0], width=tile[1], window=blk.window_size, shift=blk.shift,
                         heads=blk.attn.num_heads, q_scale=float(blk.attn.scale), eps1=float(blk.norm1.eps),
                         eps2=float(blk.norm2.eps), bounds=tuple(bounds), bits=bits)

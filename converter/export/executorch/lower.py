@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 from edgesr.converter.export.descriptor import descriptor
+from edgesr.converter.export.files import write_atomic
 from edgesr.converter.export.graph import ExportableSwinIR
 from edgesr.models.swinir import SwinIR
 from edgesr.runtime.pte import METADATA_METHOD
@@ -57,15 +56,6 @@ def export_pte(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64),
     outside = sorted({getattr(n.target, "__name__", str(n.target)) for n in graph.graph.nodes
                       if n.op == "call_function" and "call_delegate" not in str(n.target) and "getitem" not in str(n.target)})
     program = edge.to_executorch()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            program.write_to_file(f)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    out = write_atomic(out, program.write_to_file)
     return {"path": str(out), "bytes": out.stat().st_size, "delegates": delegates, "portable_ops": outside,
             "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile), "quantized": quantized}

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 import warnings
 from collections import Counter
@@ -21,6 +19,7 @@ from pathlib import Path
 import torch
 
 from edgesr.converter.export.descriptor import descriptor
+from edgesr.converter.export.files import write_atomic
 from edgesr.converter.export.graph import ExportableSwinIR
 from edgesr.models.swinir import SwinIR
 from edgesr.runtime.onnxrt import METADATA_KEY
@@ -120,16 +119,8 @@ def export_onnx(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64)
     meta["source"] = source or {}
     onnx.helper.set_model_props(proto, {METADATA_KEY: json.dumps(meta, sort_keys=True)})
     onnx.checker.check_model(proto, full_check=True)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(proto.SerializeToString())
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    data = proto.SerializeToString()
+    out = write_atomic(out, lambda f: f.write(data))
     ops = Counter(n.op_type for n in proto.graph.node)
     return {"path": str(out), "bytes": out.stat().st_size, "opset": OPSET, "lowered": lowered, "stock_int4": stock,
             "ops": dict(sorted(ops.items())), "seconds": round(time.perf_counter() - t0, 1), "tile": None if dynamic else list(tile),

@@ -27,8 +27,6 @@ bounds as options) and each quantized attention matmul ``EDGESR_QBMM`` (4D opera
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
@@ -40,6 +38,7 @@ from ai_edge_litert import schema_py_generated as fb
 from edgesr.converter.export import swin_block
 from edgesr.converter.export.blob import bmm_blob, linear_blob
 from edgesr.converter.export.descriptor import descriptor
+from edgesr.converter.export.files import write_atomic
 from edgesr.converter.export.tflite.builder import Graph, op_names
 from edgesr.converter.quant import QuantLinear, QuantMatMul
 from edgesr.errors import EdgesrError
@@ -52,10 +51,6 @@ B = fb.BuiltinOperator
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().float().cpu().numpy()
-
-
-def _pair(q) -> tuple[float, float]:
-    return float(q.lower.detach()), float(q.upper.detach())
 
 
 class _Lowering:
@@ -132,7 +127,7 @@ class _Lowering:
         out = self.new([self.shape(x)[0], weight.shape[0]])
         if isinstance(layer, QuantLinear):
             xq, wq = layer.input_quant, layer.weight_quant
-            blob = linear_blob(weight, layer.bias, _pair(xq), _pair(wq), xq.bits)
+            blob = linear_blob(weight, layer.bias, swin_block.bounds_of(xq), swin_block.bounds_of(wq), xq.bits)
             self.g.custom(LINEAR_OP, [x], [out], blob)
             self.custom_ops[LINEAR_OP] += 1
             return out
@@ -161,7 +156,7 @@ class _Lowering:
         sa, sb = self.shape(a), self.shape(b)
         out = self.new([*sa[:-1], sb[-2] if adj_y else sb[-1]])
         if isinstance(layer, QuantMatMul):
-            blob = bmm_blob(_pair(layer.a_quant), _pair(layer.b_quant), layer.a_quant.bits, adj_y)
+            blob = bmm_blob(swin_block.bounds_of(layer.a_quant), swin_block.bounds_of(layer.b_quant), layer.a_quant.bits, adj_y)
             self.g.custom(BMM_OP, [a, b], [out], blob)
             self.custom_ops[BMM_OP] += 1
             return out
@@ -318,18 +313,6 @@ def lower_tflite(model: SwinIR, tile: tuple[int, int], meta: dict) -> tuple[byte
     return data, custom
 
 
-def _write_atomic(out: Path, data: bytes) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def export_tflite(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 64), source: dict | None = None,
                   stock_int4: bool = False, stock_int8_convs: bool = False) -> dict:
     """Write ``model`` as a .tflite for one static LR tile (NHWC in and out); writes atomically.
@@ -356,8 +339,7 @@ def export_tflite(model: SwinIR, out: str | Path, tile: tuple[int, int] = (64, 6
         from edgesr.converter.export.tflite.stock import quantize_stock
 
         data = quantize_stock(data, int8_convs=stock_int8_convs)
-    out = Path(out)
-    _write_atomic(out, data)
+    out = write_atomic(out, lambda f: f.write(data))
     ops = Counter(op_names(data))
     return {"path": str(out), "bytes": out.stat().st_size, "ops": dict(sorted(ops.items())), "custom_ops": custom,
             "stock_int4": stock, "seconds": round(time.perf_counter() - t0, 1), "tile": list(tile),

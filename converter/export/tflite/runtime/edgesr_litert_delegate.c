@@ -123,7 +123,6 @@ static const char *const kOpNames[NODE_KINDS] = {"EDGESR_SWIN_BLOCK", "EDGESR_QL
 
 typedef struct {
   int threads;
-  int claimed; /* nodes the last Prepare took, for tests and reports */
 } delegate_state;
 
 typedef struct {
@@ -302,7 +301,6 @@ static TfLiteStatus kernel_invoke(TfLiteContext *context, TfLiteNode *node) {
 }
 
 static TfLiteStatus delegate_prepare(TfLiteContext *context, TfLiteDelegate *delegate) {
-  delegate_state *state = (delegate_state *)delegate->data_;
   TfLiteIntArray *plan = NULL;
   if (context->GetExecutionPlan(context, &plan) != kTfLiteOk) return kTfLiteError;
   TfLiteIntArray *claim = (TfLiteIntArray *)malloc(sizeof(int) * (1 + (size_t)plan->size));
@@ -315,7 +313,6 @@ static TfLiteStatus delegate_prepare(TfLiteContext *context, TfLiteDelegate *del
       claim->data[claim->size++] = plan->data[i];
   }
   TfLiteStatus status = kTfLiteOk;
-  state->claimed = claim->size;
   if (claim->size) {
     TfLiteRegistration kernel;
     memset(&kernel, 0, sizeof kernel);
@@ -365,9 +362,4 @@ EXPORT void tflite_plugin_destroy_delegate(TfLiteDelegate *delegate) {
   if (!delegate) return;
   free(delegate->data_);
   free(delegate);
-}
-
-/* Nodes the most recent Prepare of this delegate claimed. */
-EXPORT int edgesr_litert_delegate_claimed(const TfLiteDelegate *delegate) {
-  return delegate ? ((const delegate_state *)delegate->data_)->claimed : -1;
 }
