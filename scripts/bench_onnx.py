@@ -19,12 +19,9 @@ from pathlib import Path
 
 import torch
 
-from bench_pte import bench_arguments, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
 
-from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.onnx import export_onnx
-from edgesr.models.checkpoint import load_model
-from edgesr.models.zoo import resolve, sha256_of
 from edgesr.runtime.onnxrt import OnnxModel
 from edgesr.runtime.session import TorchModel
 
@@ -47,16 +44,10 @@ def main() -> int:
     args = p.parse_args()
 
     torch.set_num_threads(1)
-    fp_path, _ = resolve(args.model)
-    fp = load_model(fp_path).eval()
-    q = load_artifact(args.quant).eval()
-    tile = (args.tile, args.tile)
-    args.work.mkdir(parents=True, exist_ok=True)
+    fp_path, fp, q, tile, report = load_bench_models(args)
     bits = q.quant_config.bits
     paths = {"fp32_onnx": args.work / f"x{fp.scale}_fp32.onnx", "qdq_onnx": args.work / f"x{fp.scale}_w{bits}.onnx",
              "stock_onnx": args.work / f"x{fp.scale}_stock_int4.onnx"}
-    report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
-              "bits": bits, "files": {}}
     report["files"]["fp32_onnx"] = export(fp, paths["fp32_onnx"], tile, args.reuse, {"path": str(fp_path)})
     report["files"]["qdq_onnx"] = export(q, paths["qdq_onnx"], tile, args.reuse, {"path": args.quant})
     report["files"]["stock_onnx"] = export(fp, paths["stock_onnx"], tile, args.reuse, {"path": str(fp_path)},

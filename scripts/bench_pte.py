@@ -116,10 +116,8 @@ def bench_arguments(doc: str, ext: str) -> argparse.ArgumentParser:
     return p
 
 
-def main() -> int:
-    p = bench_arguments(__doc__, "pte")
-    args = p.parse_args()
-
+def load_bench_models(args) -> tuple:
+    """(FP checkpoint path, FP model, quantized model, tile, report header) from the common options."""
     fp_path, _ = resolve(args.model)
     fp = load_model(fp_path).eval()
     q = load_artifact(args.quant).eval()
@@ -127,6 +125,12 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
               "bits": q.quant_config.bits, "files": {}}
+    return fp_path, fp, q, tile, report
+
+
+def main() -> int:
+    args = bench_arguments(__doc__, "pte").parse_args()
+    fp_path, fp, q, tile, report = load_bench_models(args)
     pte_fp, pte_q = args.work / f"x{fp.scale}_fp32.pte", args.work / f"x{fp.scale}_w{q.quant_config.bits}.pte"
     report["files"]["fp32"] = export(fp, pte_fp, tile, args.reuse, {"path": str(fp_path)})
     report["files"]["int"] = export(q, pte_q, tile, args.reuse, {"path": args.quant})

@@ -23,12 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_pte import bench_arguments, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
 
-from edgesr.converter.artifact import load_artifact
 from edgesr.converter.export.tflite import export_tflite
-from edgesr.models.checkpoint import load_model
-from edgesr.models.zoo import resolve, sha256_of
 from edgesr.runtime.litert import TfliteModel
 from edgesr.runtime.session import TorchModel
 
@@ -64,14 +61,8 @@ def main() -> int:
     args = p.parse_args()
 
     torch.set_num_threads(1)
-    fp_path, _ = resolve(args.model)
-    fp = load_model(fp_path).eval()
-    q = load_artifact(args.quant).eval()
-    tile = (args.tile, args.tile)
-    args.work.mkdir(parents=True, exist_ok=True)
+    fp_path, fp, q, tile, report = load_bench_models(args)
     bits = q.quant_config.bits
-    report = {"tile": list(tile), "fp": str(fp_path), "fp_sha256": sha256_of(fp_path), "quant": args.quant,
-              "bits": bits, "files": {}}
     paths = {}
     for key, (_, quantized, opts) in ROWS.items():
         paths[key] = args.work / f"x{fp.scale}_{key}{f'_w{bits}' if quantized else ''}.tflite"
