@@ -19,6 +19,10 @@ class _Bar:
         if self._p is not None:
             self._p.update(self._t, advance=advance, info=info)
 
+    def set_total(self, total: int) -> None:
+        if self._p is not None:
+            self._p.update(self._t, total=total)
+
     def log(self, msg: str) -> None:
         if self._p is not None:
             self._p.console.print(msg)

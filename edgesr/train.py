@@ -5,6 +5,8 @@ LR by MATLAB bicubic, random crops with the 8 dihedral transforms, L1 loss, Adam
 Every ``val_every`` steps: PSNR on a held-out split of the training folders; the best weights are kept.
 A run directory holds ``state.pt`` (resume point), ``best.safetensors``, ``last.safetensors`` and ``log.jsonl``;
 the batch drawn at step t depends only on (seed, t), so a killed run resumes bit-for-bit where it stopped.
+On a GPU the same recipe runs with bf16 autocast; ``time_budget`` fixes the step count from the speed measured
+during warm-up (the warm-up learning rate does not depend on it), so a fixed lease ends with a finished cosine.
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +52,9 @@ class TrainConfig:
     init: str = ""  # optional checkpoint to start from (e.g. the shipped weights)
     max_images: int = 0  # 0: all training images (tests use a few)
     set5_report: bool = True  # score the selected weights on Set5 when the run completes
+    device: str = "auto"  # auto: CUDA when available, else CPU
+    time_budget: float = 0.0  # seconds; > 0: `steps` is fixed after `probe_steps` so the run ends within it
+    probe_steps: int = 40
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -56,21 +63,64 @@ class TrainConfig:
         return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def initial_model(cfg: TrainConfig) -> SwinIR:
+    """A fresh network, or one started from ``cfg.init``: a checkpoint of any scale gives every tensor whose
+    shape fits (an x4 body starts an x2 run; only the upsampler's last conv is then new)."""
+    if not cfg.init:
+        return SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model))
+    from edgesr.models.zoo import resolve
+
+    src = load_model(resolve(cfg.init)[0])
+    model = SwinIR(replace(src.config, scale=cfg.scale))
+    own, theirs = model.state_dict(), src.state_dict()
+    fits = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(fits, strict=False)
+    return model
+
+
+def _to_float(x: np.ndarray, device: torch.device) -> torch.Tensor:
+    """uint8 NHWC batch -> float NCHW in [0, 1] on ``device`` (the same values as PatchSampler.batch_at)."""
+    return torch.from_numpy(x).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
+
+
+def _batches(sampler: PatchSampler, start: int, stop: int, ahead: int = 3):
+    """Batches start..stop-1, drawn ahead in a worker thread so the cropping overlaps the training step."""
+    with ThreadPoolExecutor(1) as pool:
+        queue = deque(pool.submit(sampler.batch_u8, s) for s in range(start, min(stop, start + ahead)))
+        nxt = start + len(queue)
+        while queue:
+            batch = queue.popleft().result()
+            if nxt < stop:
+                queue.append(pool.submit(sampler.batch_u8, nxt))
+                nxt += 1
+            yield batch
+
+
 def _validate(model: SwinIR, pairs, scale: int, bf16: bool) -> float:
     from edgesr.data.io import to_tensor, to_uint8
 
     model.eval()
+    dev = next(model.parameters()).device
     scores = []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
         for p in pairs:
-            sr = to_uint8(run_padded(model, to_tensor(p.lr)).float())
+            sr = to_uint8(run_padded(model, to_tensor(p.lr).to(dev)).float().cpu())
             scores.append(psnr(sr, p.hr, border=scale))
     model.train()
     return float(np.mean(scores))
 
 
-def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = False, stop_after: int | None = None) -> dict:
-    """Train (or resume) into ``run_dir``. ``stop_after`` ends the process early (tests of resume)."""
+def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = False, stop_after: int | None = None,
+          on_ready=None) -> dict:
+    """Train (or resume) into ``run_dir``. ``stop_after`` ends the process early (tests of resume);
+    ``on_ready()`` runs once the data is built, before the first step (runs sharing a GPU start together, so
+    each one's budget probe sees the shared speed)."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -86,19 +136,23 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             raise ValueError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
 
-    if cfg.init:
-        from edgesr.models.zoo import resolve
-
-        model = load_model(resolve(cfg.init)[0], scale=cfg.scale).train()
-    else:
-        model = SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model)).train()
+    t_begin = time.time()
+    dev = _device(cfg.device)
+    if dev.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    model = initial_model(cfg).to(dev).train()
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    step, best = 0, -1.0
+    step, best, steps_fixed = 0, -1.0, False
     if state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
         model.load_state_dict(st["model"])
         opt.load_state_dict(st["optimizer"])
         step, best = st["step"], st["best"]
+        if st.get("steps_fixed"):  # a budgeted run keeps the length it chose
+            cfg.steps, steps_fixed = st["steps"], True
+    if cfg.time_budget and not steps_fixed and cfg.probe_steps >= cfg.warmup:
+        raise ValueError("time_budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
 
     files = calibration_files(data_root)
     train_files, val_files = split_holdout(files, cfg.holdout_every)
@@ -108,15 +162,19 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     val_pairs = build_pairs(val_files, cfg.scale)
     sampler = PatchSampler(pairs, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed)
 
+    if on_ready is not None:
+        on_ready()
     log = (run_dir / "log.jsonl").open("a")
     t0, done_here = time.time(), 0
-    ema_loss = None
+    ema_loss, t_probe = None, None
+    batches = _batches(sampler, step, cfg.steps)
     with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet) as bar:
         while step < cfg.steps:
-            lr_img, hr_img = sampler.batch_at(step)
+            lr_u8, hr_u8 = next(batches)
+            lr_img, hr_img = _to_float(lr_u8, dev), _to_float(hr_u8, dev)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr_at(step)
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
                 out = model(lr_img)
             loss = (out.float() - hr_img).abs().mean()
             opt.zero_grad(set_to_none=True)
@@ -130,6 +188,20 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             ema_loss = lv if ema_loss is None else 0.98 * ema_loss + 0.02 * lv
             bar.update(advance=1, info=f"loss {ema_loss:.4f} lr {cfg.lr_at(step - 1):.2e}")
             record = {"step": step, "loss": lv, "lr": cfg.lr_at(step - 1), "time": time.time() - t0}
+            if cfg.time_budget and not steps_fixed:
+                if done_here == 5:  # the first steps pay for allocation and kernel selection
+                    t_probe = time.time()
+                elif done_here == cfg.probe_steps:
+                    rate = (done_here - 5) / (time.time() - t_probe)
+                    left = cfg.time_budget - (time.time() - t_begin)
+                    cfg.steps = max(step + 1, step + int(0.92 * left * rate))  # 8%: validations and saves
+                    steps_fixed = True
+                    cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
+                    batches.close()
+                    batches = _batches(sampler, step, cfg.steps)
+                    bar.set_total(cfg.steps)
+                    bar.log(f"{rate:.2f} steps/s: {cfg.steps} steps fit the {cfg.time_budget:.0f} s budget")
+                    record["steps_fixed"] = cfg.steps
             if step % cfg.val_every == 0 or step == cfg.steps:
                 v = _validate(model, val_pairs, cfg.scale, cfg.bf16)
                 record["val_psnr"] = v
@@ -141,13 +213,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             if step % cfg.save_every == 0 or step == cfg.steps:
                 log.flush()
                 tmp = state_path.with_suffix(".tmp")
-                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best}, tmp)
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "step": step, "best": best,
+                            "steps": cfg.steps, "steps_fixed": steps_fixed}, tmp)
                 tmp.replace(state_path)
                 save_checkpoint(model, run_dir / "last.safetensors", {"step": str(step)})
             if stop_after is not None and done_here >= stop_after:
                 break
+    batches.close()
     log.close()
-    out = {"step": step, "best_val_psnr": best, "seconds": time.time() - t0}
+    out = {"step": step, "best_val_psnr": best, "seconds": time.time() - t0, "device": str(dev)}
     if step >= cfg.steps and cfg.set5_report:
         out["set5"] = _set5_report(run_dir, data_root, quiet)
     return out

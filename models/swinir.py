@@ -113,6 +113,20 @@ def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
     return x
 
 
+_ON_DEVICE: dict = {}
+
+
+def _on_device(t: torch.Tensor, key: tuple, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """``t`` on an accelerator, copied once per (key, device, dtype): a per-forward host-to-device copy would
+    stall the launch queue. CPU tensors and traced graphs (export, compile) take ``t`` as it is."""
+    if device.type == "cpu" or torch.compiler.is_compiling():
+        return t.to(device, dtype) if dtype is not None else t.to(device)
+    k = (key, device, dtype)
+    if k not in _ON_DEVICE:
+        _ON_DEVICE[k] = t.to(device, dtype) if dtype is not None else t.to(device)
+    return _ON_DEVICE[k]
+
+
 @functools.lru_cache(maxsize=None)
 def relative_position_index(ws: int) -> torch.Tensor:
     """(ws*ws, ws*ws) index into the (2ws-1)^2 bias table; built once per window size."""
@@ -163,7 +177,8 @@ class WindowAttention(nn.Module):
 
     def relative_bias(self) -> torch.Tensor:
         n = self.window_size * self.window_size
-        idx = relative_position_index(self.window_size).to(self.relative_position_bias_table.device)
+        ws, dev = self.window_size, self.relative_position_bias_table.device
+        idx = _on_device(relative_position_index(ws), ("rel_index", ws), dev)
         bias = self.relative_position_bias_table[idx.reshape(-1)].reshape(n, n, self.num_heads)
         return bias.permute(2, 0, 1)  # (heads, N, N)
 
@@ -222,7 +237,7 @@ class SwinBlock(nn.Module):
         mask = None
         if shift:
             y = cyclic_shift(y, -shift)
-            mask = shifted_window_mask(h, w, ws, shift).to(x.device, x.dtype)
+            mask = _on_device(shifted_window_mask(h, w, ws, shift), ("mask", h, w, ws, shift), x.device, x.dtype)
         y = self.attn(window_partition(y, ws), mask)
         y = window_reverse(y, ws, h, w)
         if shift:

@@ -59,3 +59,50 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     a = load_model(tmp_path / "a" / "last.safetensors").state_dict()
     b = load_model(tmp_path / "b" / "last.safetensors").state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@needs_data
+def test_time_budget_fixes_the_length_once_and_resume_keeps_it(tmp_path):
+    cfg = _cfg(steps=10**6, warmup=12, probe_steps=8, time_budget=20.0, val_every=10**6, save_every=4, set5_report=False)
+    out = train(cfg, tmp_path, data_root=DATA_ROOT, quiet=True, stop_after=9)
+    saved = json.loads((tmp_path / "train_config.json").read_text())
+    fixed = saved["steps"]
+    assert 8 < fixed < 10**6 and saved["time_budget"] == 20.0
+    assert torch.load(tmp_path / "state.pt", weights_only=False)["steps_fixed"]
+    # The resumed process keeps the chosen length instead of measuring again.
+    out = train(_cfg(steps=10**6, warmup=12, probe_steps=8, time_budget=20.0, val_every=10**6, save_every=4,
+                     set5_report=False), tmp_path, data_root=DATA_ROOT, quiet=True)
+    assert out["step"] == fixed
+
+
+def test_budget_must_be_measured_inside_the_warmup(tmp_path):
+    import pytest
+
+    with pytest.raises(ValueError, match="probe_steps < warmup"):
+        train(_cfg(time_budget=5.0, warmup=4, probe_steps=8), tmp_path, data_root=DATA_ROOT, quiet=True)
+
+
+def test_init_from_another_scale_keeps_the_body(tmp_path):
+    from edgesr.models.checkpoint import save_checkpoint
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+    from edgesr.train import initial_model
+
+    x4 = SwinIR(SwinIRConfig(scale=4, **TINY))
+    save_checkpoint(x4, tmp_path / "x4.safetensors")
+    x2 = initial_model(TrainConfig(scale=2, init=str(tmp_path / "x4.safetensors")))
+    assert x2.scale == 2 and x2.config.embed_dim == TINY["embed_dim"]
+    a, b = x4.state_dict(), x2.state_dict()
+    new = [k for k in b if a[k].shape != b[k].shape]
+    assert new and all(k.startswith("upsample") for k in new)
+    assert all(torch.equal(a[k], b[k]) for k in b if k not in new)
+
+
+@needs_data
+def test_uint8_batches_are_the_float_batches():
+    pairs = build_pairs(split_holdout(calibration_files(DATA_ROOT))[0][:2], 3)
+    s = PatchSampler(pairs, 3, 12, 3, seed=2)
+    lr_u8, hr_u8 = s.batch_u8(4)
+    lr, hr = s.batch_at(4)
+    assert lr_u8.dtype == "uint8" and lr_u8.shape == (3, 12, 12, 3)
+    assert torch.equal(torch.from_numpy(hr_u8).permute(0, 3, 1, 2).float() / 255, hr)
+    assert torch.equal(torch.from_numpy(lr_u8).permute(0, 3, 1, 2).float() / 255, lr)

@@ -75,6 +75,13 @@ class PatchSampler:
         self.seed, self.augment = seed, augment
 
     def batch_at(self, step: int, patch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float NCHW batches in [0, 1]."""
+        to_t = lambda x: torch.from_numpy(x).permute(0, 3, 1, 2).float().div_(255.0)  # noqa: E731
+        lr, hr = self.batch_u8(step, patch)
+        return to_t(lr), to_t(hr)
+
+    def batch_u8(self, step: int, patch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The same batch as uint8 NHWC arrays (4x fewer bytes to copy to an accelerator)."""
         p = patch or self.patch
         s = self.scale
         rng = np.random.default_rng([self.seed, step])
@@ -88,7 +95,6 @@ class PatchSampler:
             if self.augment:
                 k = int(rng.integers(8))
                 lr, hr = augment8(lr, k), augment8(hr, k)
-            lrs.append(np.ascontiguousarray(lr))
-            hrs.append(np.ascontiguousarray(hr))
-        to_t = lambda xs: torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div_(255.0)  # noqa: E731
-        return to_t(lrs), to_t(hrs)
+            lrs.append(lr)
+            hrs.append(hr)
+        return np.stack(lrs), np.stack(hrs)
