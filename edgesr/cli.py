@@ -292,6 +292,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         threads=args.threads or 0,
         val_every=args.val_every,
         init=args.init or "",
+        device=args.device,
+        time_budget=args.time_budget or 0.0,
     )
     out = train(cfg, args.run_dir, data_root=args.data_root, quiet=args.quiet)
     print(json.dumps(out))
@@ -463,7 +465,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-every", type=int, default=250)
     t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
-    t.add_argument("--init", help="start from these weights (e.g. a zoo name's file) instead of random")
+    t.add_argument("--init", help="start from these weights (a zoo name or a path; another scale gives its body)")
+    t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
+    t.add_argument("--time-budget", type=float, metavar="SECONDS",
+                   help="fit the step count to this many seconds (measured during the warm-up; --steps is the cap)")
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("quantize", aliases=["convert"], parents=[common],

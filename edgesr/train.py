@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgesr.errors import EdgesrError
 from edgesr.data.patches import PatchSampler, build_pairs, calibration_files, split_holdout
 from edgesr.metrics import psnr
 from edgesr.models.checkpoint import load_model, save_checkpoint
@@ -53,6 +54,7 @@ class TrainConfig:
     max_images: int = 0  # 0: all training images (tests use a few)
     set5_report: bool = True  # score the selected weights on Set5 when the run completes
     device: str = "auto"  # auto: CUDA when available, else CPU
+    deterministic: bool = True  # False: about 25% faster steps on a GPU (measured on an H100), same data order
     time_budget: float = 0.0  # seconds; > 0: `steps` is fixed after `probe_steps` so the run ends within it
     probe_steps: int = 40
 
@@ -126,14 +128,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
 
     state_path = run_dir / "state.pt"
     cfg_path = run_dir / "train_config.json"
     if state_path.exists():
         saved = json.loads(cfg_path.read_text())
         if saved.get("seed") != cfg.seed or saved.get("scale") != cfg.scale:
-            raise ValueError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
+            raise EdgesrError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
 
     t_begin = time.time()
@@ -142,7 +144,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = initial_model(cfg).to(dev).train()
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # One fused kernel per step on a GPU (Adam took 11.7 ms of a 108 ms H100 step as separate kernels).
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
     step, best, steps_fixed = 0, -1.0, False
     if state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
@@ -152,7 +155,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         if st.get("steps_fixed"):  # a budgeted run keeps the length it chose
             cfg.steps, steps_fixed = st["steps"], True
     if cfg.time_budget and not steps_fixed and cfg.probe_steps >= cfg.warmup:
-        raise ValueError("time_budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
+        raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
 
     files = calibration_files(data_root)
     train_files, val_files = split_holdout(files, cfg.holdout_every)
@@ -194,7 +197,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
                 elif done_here == cfg.probe_steps:
                     rate = (done_here - 5) / (time.time() - t_probe)
                     left = cfg.time_budget - (time.time() - t_begin)
-                    cfg.steps = max(step + 1, step + int(0.92 * left * rate))  # 8%: validations and saves
+                    cfg.steps = min(cfg.steps, max(step + 1, step + int(0.92 * left * rate)))  # 8%: validations, saves
                     steps_fixed = True
                     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
                     batches.close()

@@ -30,11 +30,12 @@ PACKAGE_DIRS = {"models": "models", "runtime": "runtime", "converter": "converte
 
 # Recipe per scale: the x4 run continues the shipped x4 weights; x2 starts from the same body (its upsampler's
 # last conv is new). Batch / patch as the official light models (64-px LR patches); lr peaks then cosine.
+# Non-deterministic GPU kernels: 125 instead of 166 ms per step on an H100 (same data order either way).
 JOBS = {
     "x4": dict(scale=4, init="swinir_light_x4", batch=32, patch=64, lr=5e-4, warmup=200, val_every=500,
-               save_every=250, probe_steps=100, seed=11),
+               save_every=250, probe_steps=100, deterministic=False, seed=11),
     "x2": dict(scale=2, init="swinir_light_x4", batch=32, patch=64, lr=5e-4, warmup=200, val_every=500,
-               save_every=250, probe_steps=100, seed=12),
+               save_every=250, probe_steps=100, deterministic=False, seed=12),
 }
 
 

@@ -22,7 +22,7 @@ from edgesr.converter.artifact import load_artifact, read_artifact_metadata
 from edgesr.converter.config import DQCConfig, QuantConfig
 from edgesr.evaluate import evaluate, torch_upscaler
 from edgesr.models.checkpoint import load_model
-from edgesr.models.zoo import resolve
+from edgesr.models.zoo import resolve, sha256_of
 
 SETS = ["Set5", "Set14", "B100"]
 METHODS = ["fp", "minmax", "percentile", "dobi", "dobi+dqc"]
@@ -34,8 +34,12 @@ PAPER_DROP = {4: {"Set5": 0.68, "Set14": 0.47, "B100": 0.32}, 3: {"Set5": 1.55, 
 def cell(args, fp_model, src: Path, bits: int, method: str) -> dict:
     key = f"x{fp_model.scale}_fp" if method == "fp" else f"x{fp_model.scale}_w{bits}_{method.replace('+', '_')}"
     cache = args.out / "cache" / f"{key}.json"
+    fp_sha = sha256_of(src)
     if cache.is_file():
-        return json.loads(cache.read_text())
+        cached = json.loads(cache.read_text())
+        same_preset = not method.endswith("+dqc") or cached.get("dqc_preset") == args.dqc_preset
+        if cached.get("fp_sha256") == fp_sha and same_preset:
+            return cached  # a cell of other FP weights or another preset is recomputed, never reused
     t0 = time.time()
     extra = {}
     if method == "fp":
@@ -48,11 +52,12 @@ def cell(args, fp_model, src: Path, bits: int, method: str) -> dict:
         rep = convert(fp_model, config, None, art, source=src, quiet=args.quiet, work_dir=args.out / "artifacts",
                       data_root=args.data_root)
         model = load_artifact(art)
-        extra = {"artifact_bytes": rep["artifact_bytes"], "init_seconds": rep["init_seconds"],
+        extra = {"dqc_preset": args.dqc_preset if method.endswith("+dqc") else None,
+                 "artifact_bytes": rep["artifact_bytes"], "init_seconds": rep["init_seconds"],
                  "dqc_seconds": rep["dqc_seconds"], "dqc_iterations": dqc.iterations}
         (args.out / "artifacts" / "dqc_state.pt").unlink(missing_ok=True)
     res = evaluate(torch_upscaler(model, key), SETS, data_root=args.data_root, quiet=args.quiet)
-    out = {"key": key, "bits": bits, "method": method, "seconds": time.time() - t0, **extra,
+    out = {"key": key, "bits": bits, "method": method, "fp_sha256": fp_sha, "seconds": time.time() - t0, **extra,
            "sets": {s: {"psnr_y": r["psnr_y"], "ssim_y": r["ssim_y"]} for s, r in res["sets"].items()}}
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out, indent=2))

@@ -3,7 +3,9 @@
     python scripts/register_weights.py runs/x4/best.safetensors --name swinir_light_x4 --hardware "..."
 
 The weights file keeps only parameters (fp32) and the config; the card records the training run (steps, batch,
-patch, wall time from the run's log) and the Y-PSNR/SSIM measured here with `edgesr eval`'s code.
+patch, wall time from the run's log) and the Y-PSNR/SSIM measured here with `edgesr eval`'s code. A run that
+continued earlier weights lists every stage: ``--inherit-card`` takes the stages of an earlier card, and
+``--stage DIR HARDWARE`` adds an intermediate run (its ``train_config.json`` and ``log.jsonl``), in order.
 """
 
 from __future__ import annotations
@@ -28,19 +30,22 @@ def main() -> int:
     ap.add_argument("--name", required=True)
     ap.add_argument("--hardware", default=f"{platform.processor() or platform.machine()}, CPU")
     ap.add_argument("--data-root")
+    ap.add_argument("--inherit-card", type=Path, help="an earlier model card whose training stages came first")
+    ap.add_argument("--stage", nargs=2, action="append", default=[], metavar=("RUN_DIR", "HARDWARE"),
+                    help="an intermediate training run, in order (repeatable)")
     args = ap.parse_args()
 
     model = load_model(args.checkpoint)
-    run_dir = args.checkpoint.parent
     meta = read_metadata(args.checkpoint)
-    train_cfg = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
-    step = int(meta.get("edgesr.step", log[-1]["step"] if log else 0))
-    wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
-    vals = [r for r in log if "val_psnr" in r]
+    stages = []
+    if args.inherit_card:
+        old = yaml.safe_load(args.inherit_card.read_text())["training"]
+        stages += old.get("stages", [old])
+    stages += [stage(Path(d), hw) for d, hw in args.stage]
+    stages.append(stage(args.checkpoint.parent, args.hardware, meta))
 
     target = WEIGHTS_DIR / f"{args.name}.safetensors"
-    save_checkpoint(model, target, {"step": str(step), "val_psnr": meta.get("edgesr.val_psnr", "")})
+    save_checkpoint(model, target, {"step": str(stages[-1]["steps"]), "val_psnr": meta.get("edgesr.val_psnr", "")})
     digest = sha256_of(target)
     res = evaluate(torch_upscaler(model, args.name), SETS, data_root=args.data_root)
     psnr = {s: round(r["psnr_y"], 2) for s, r in res["sets"].items()}
@@ -53,18 +58,10 @@ def main() -> int:
         "weights": target.name,
         "bytes": target.stat().st_size,
         "sha256": digest,
-        "training": {
-            "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
-                    f"HR downscales {train_cfg.get('downscales')}, 8 dihedral augmentations",
-            "steps": step,
-            "batch": train_cfg.get("batch"),
-            "lr_patch": train_cfg.get("patch"),
-            "optimizer": f"Adam lr {train_cfg.get('lr')}, warm-up {train_cfg.get('warmup')}, cosine to {train_cfg.get('min_lr')}",
-            "loss": "L1",
-            "bf16_autocast": train_cfg.get("bf16"),
-            "wall_time_hours": round(wall / 3600, 2),
-            "hardware": args.hardware,
-            "selected_by": "held-out validation PSNR" + (f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
+        "training": stages[0] if len(stages) == 1 else {
+            "steps": sum(st["steps"] for st in stages),
+            "wall_time_hours": round(sum(st["wall_time_hours"] for st in stages), 2),
+            "stages": stages,
         },
         "metrics": {"psnr_y": psnr, "ssim_y": ssim, "protocol": "Y channel (MATLAB BT.601), border = scale, MATLAB-bicubic LR"},
     }
@@ -79,6 +76,29 @@ def main() -> int:
     ZOO_FILE.write_text(header + yaml.safe_dump(zoo, sort_keys=False))
     print(json.dumps({"weights": str(target), "sha256": digest, "psnr_y": psnr, "ssim_y": ssim}, indent=2))
     return 0
+
+
+def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
+    """One training run as the card records it (the selected checkpoint's step when ``meta`` is given)."""
+    cfg = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
+    step = int((meta or {}).get("edgesr.step", log[-1]["step"] if log else 0))
+    wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
+    vals = [r for r in log if "val_psnr" in r]
+    return {
+        "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
+                f"HR downscales {cfg.get('downscales')}, 8 dihedral augmentations",
+        "init": Path(cfg["init"]).name if cfg.get("init") else "random",
+        "steps": step,
+        "batch": cfg.get("batch"),
+        "lr_patch": cfg.get("patch"),
+        "optimizer": f"Adam lr {cfg.get('lr')}, warm-up {cfg.get('warmup')}, cosine to {cfg.get('min_lr')}",
+        "loss": "L1",
+        "bf16_autocast": cfg.get("bf16"),
+        "wall_time_hours": round(wall / 3600, 2),
+        "hardware": hardware,
+        "selected_by": "held-out validation PSNR" + (f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
+    }
 
 
 if __name__ == "__main__":

@@ -78,7 +78,9 @@ def test_time_budget_fixes_the_length_once_and_resume_keeps_it(tmp_path):
 def test_budget_must_be_measured_inside_the_warmup(tmp_path):
     import pytest
 
-    with pytest.raises(ValueError, match="probe_steps < warmup"):
+    from edgesr.errors import EdgesrError
+
+    with pytest.raises(EdgesrError, match="probe_steps < warmup"):
         train(_cfg(time_budget=5.0, warmup=4, probe_steps=8), tmp_path, data_root=DATA_ROOT, quiet=True)
 
 
