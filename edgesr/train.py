@@ -68,7 +68,13 @@ class TrainConfig:
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise EdgesrError(f"unknown device {name!r} (cpu, cuda, cuda:N or auto)") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise EdgesrError(f"device {name!r} requested, but this torch build sees no CUDA GPU")
+    return dev
 
 
 def initial_model(cfg: TrainConfig) -> SwinIR:
@@ -154,6 +160,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         step, best = st["step"], st["best"]
         if st.get("steps_fixed"):  # a budgeted run keeps the length it chose
             cfg.steps, steps_fixed = st["steps"], True
+    if cfg.time_budget < 0:
+        raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
     if cfg.time_budget and not steps_fixed and cfg.probe_steps >= cfg.warmup:
         raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
 

@@ -108,3 +108,18 @@ def test_uint8_batches_are_the_float_batches():
     assert lr_u8.dtype == "uint8" and lr_u8.shape == (3, 12, 12, 3)
     assert torch.equal(torch.from_numpy(hr_u8).permute(0, 3, 1, 2).float() / 255, hr)
     assert torch.equal(torch.from_numpy(lr_u8).permute(0, 3, 1, 2).float() / 255, lr)
+
+
+def test_bad_device_and_budget_are_user_errors(tmp_path):
+    import pytest
+
+    from edgesr.cli import main
+    from edgesr.errors import EdgesrError
+
+    for kw, msg in ((dict(device="tpu9"), "unknown device"), (dict(time_budget=-1.0), "must be positive")):
+        with pytest.raises(EdgesrError, match=msg):
+            train(_cfg(**kw), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(EdgesrError, match="no CUDA"):
+            train(_cfg(device="cuda"), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
+        assert main(["train", "--run-dir", str(tmp_path / "c"), "--device", "cuda", "--steps", "1"]) == 2
