@@ -294,6 +294,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         init=args.init or "",
         device=args.device,
         time_budget=args.time_budget or 0.0,
+        compile=args.compile,
     )
     out = train(cfg, args.run_dir, data_root=args.data_root, quiet=args.quiet)
     print(json.dumps(out))
@@ -469,6 +470,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
     t.add_argument("--time-budget", type=float, metavar="SECONDS",
                    help="fit the step count to this many seconds (measured during the warm-up; --steps is the cap)")
+    t.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU runs)")
     t.set_defaults(func=cmd_train)
 
     q = sub.add_parser("quantize", aliases=["convert"], parents=[common],

@@ -55,6 +55,7 @@ class TrainConfig:
     set5_report: bool = True  # score the selected weights on Set5 when the run completes
     device: str = "auto"  # auto: CUDA when available, else CPU
     deterministic: bool = True  # False: about 25% faster steps on a GPU (measured on an H100), same data order
+    compile: bool = False  # torch.compile the training forward (fuses the small kernels; validation stays eager)
     time_budget: float = 0.0  # seconds; > 0: `steps` is fixed after `probe_steps` so the run ends within it
     probe_steps: int = 40
 
@@ -179,6 +180,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     t0, done_here = time.time(), 0
     ema_loss, t_probe = None, None
     batches = _batches(sampler, step, cfg.steps)
+    forward = torch.compile(model) if cfg.compile else model  # shares the parameters; compiled on first use
     with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet) as bar:
         while step < cfg.steps:
             lr_u8, hr_u8 = next(batches)
@@ -186,7 +188,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             for g in opt.param_groups:
                 g["lr"] = cfg.lr_at(step)
             with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = model(lr_img)
+                out = forward(lr_img)
             loss = (out.float() - hr_img).abs().mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -123,3 +123,12 @@ def test_bad_device_and_budget_are_user_errors(tmp_path):
         with pytest.raises(EdgesrError, match="no CUDA"):
             train(_cfg(device="cuda"), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
         assert main(["train", "--run-dir", str(tmp_path / "c"), "--device", "cuda", "--steps", "1"]) == 2
+
+
+@needs_data
+def test_compiled_forward_trains_like_eager(tmp_path):
+    kw = dict(steps=4, val_every=10**6, save_every=10**6, set5_report=False)
+    train(_cfg(**kw), tmp_path / "eager", data_root=DATA_ROOT, quiet=True)
+    train(_cfg(compile=True, **kw), tmp_path / "compiled", data_root=DATA_ROOT, quiet=True)
+    loss = lambda d: [json.loads(x)["loss"] for x in (tmp_path / d / "log.jsonl").read_text().splitlines()]  # noqa: E731
+    assert torch.allclose(torch.tensor(loss("compiled")), torch.tensor(loss("eager")), rtol=1e-3)
