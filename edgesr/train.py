@@ -98,17 +98,29 @@ def _to_float(x: np.ndarray, device: torch.device) -> torch.Tensor:
     return torch.from_numpy(x).to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def _batches(sampler: PatchSampler, start: int, stop: int, ahead: int = 3):
-    """Batches start..stop-1, drawn ahead in a worker thread so the cropping overlaps the training step."""
+def _batches(sampler: PatchSampler, start: int, ahead: int = 3):
+    """Batches start, start+1, ... drawn ahead in a worker thread so the cropping overlaps the training step."""
     with ThreadPoolExecutor(1) as pool:
-        queue = deque(pool.submit(sampler.batch_u8, s) for s in range(start, min(stop, start + ahead)))
-        nxt = start + len(queue)
-        while queue:
+        queue = deque(pool.submit(sampler.batch_u8, s) for s in range(start, start + ahead))
+        nxt = start + ahead
+        while True:
             batch = queue.popleft().result()
-            if nxt < stop:
-                queue.append(pool.submit(sampler.batch_u8, nxt))
-                nxt += 1
+            queue.append(pool.submit(sampler.batch_u8, nxt))
+            nxt += 1
             yield batch
+
+
+def train_step(forward, opt, lr_img: torch.Tensor, hr_img: torch.Tensor, bf16: bool, grad_clip: float = 0.0):
+    """One L1 step (bf16 autocast on the inputs' device); returns the loss tensor without synchronising."""
+    with torch.autocast(lr_img.device.type, dtype=torch.bfloat16, enabled=bf16):
+        out = forward(lr_img)
+    loss = (out.float() - hr_img).abs().mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        torch.nn.utils.clip_grad_norm_([p for g in opt.param_groups for p in g["params"]], grad_clip)
+    opt.step()
+    return loss
 
 
 def _validate(model: SwinIR, pairs, scale: int, bf16: bool) -> float:
@@ -137,13 +149,14 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
 
+    if cfg.time_budget < 0:
+        raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
     state_path = run_dir / "state.pt"
     cfg_path = run_dir / "train_config.json"
     if state_path.exists():
         saved = json.loads(cfg_path.read_text())
         if saved.get("seed") != cfg.seed or saved.get("scale") != cfg.scale:
             raise EdgesrError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
-    cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
 
     t_begin = time.time()
     dev = _device(cfg.device)
@@ -161,8 +174,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         step, best = st["step"], st["best"]
         if st.get("steps_fixed"):  # a budgeted run keeps the length it chose
             cfg.steps, steps_fixed = st["steps"], True
-    if cfg.time_budget < 0:
-        raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
+    cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
     if cfg.time_budget and not steps_fixed and cfg.probe_steps >= cfg.warmup:
         raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
 
@@ -179,7 +191,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     log = (run_dir / "log.jsonl").open("a")
     t0, done_here = time.time(), 0
     ema_loss, t_probe = None, None
-    batches = _batches(sampler, step, cfg.steps)
+    batches = _batches(sampler, step)
     forward = torch.compile(model) if cfg.compile else model  # shares the parameters; compiled on first use
     with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet) as bar:
         while step < cfg.steps:
@@ -187,14 +199,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             lr_img, hr_img = _to_float(lr_u8, dev), _to_float(hr_u8, dev)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr_at(step)
-            with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                out = forward(lr_img)
-            loss = (out.float() - hr_img).abs().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            opt.step()
+            loss = train_step(forward, opt, lr_img, hr_img, cfg.bf16, cfg.grad_clip)
             step += 1
             done_here += 1
             lv = float(loss.detach())
@@ -210,8 +215,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
                     cfg.steps = min(cfg.steps, max(step + 1, step + int(0.92 * left * rate)))  # 8%: validations, saves
                     steps_fixed = True
                     cfg_path.write_text(json.dumps(asdict(cfg), indent=2))
-                    batches.close()
-                    batches = _batches(sampler, step, cfg.steps)
                     bar.set_total(cfg.steps)
                     bar.log(f"{rate:.2f} steps/s: {cfg.steps} steps fit the {cfg.time_budget:.0f} s budget")
                     record["steps_fixed"] = cfg.steps

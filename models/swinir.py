@@ -123,6 +123,8 @@ def _on_device(t: torch.Tensor, key: tuple, device: torch.device, dtype: torch.d
         return t.to(device, dtype) if dtype is not None else t.to(device)
     k = (key, device, dtype)
     if k not in _ON_DEVICE:
+        if len(_ON_DEVICE) >= 64:  # masks of many image sizes (a 500x500 one is 64 MB): keep memory bounded
+            _ON_DEVICE.clear()
         _ON_DEVICE[k] = t.to(device, dtype) if dtype is not None else t.to(device)
     return _ON_DEVICE[k]
 

@@ -128,27 +128,22 @@ def profile(data_root: Path, out: Path, steps: int = 12) -> None:
     """Where a training step's time goes (x4 recipe): seconds per step with and without deterministic
     algorithms, and the profiler's top operators."""
     sys.path.insert(0, import_path())
-    import numpy as np
     import torch
 
     from edgesr.data.patches import PatchSampler, build_pairs, calibration_files, split_holdout
-    from edgesr.train import TrainConfig, _to_float, initial_model
+    from edgesr.train import TrainConfig, _to_float, initial_model, train_step
 
     cfg = TrainConfig(**JOBS["x4"])
     pairs = build_pairs(split_holdout(calibration_files(data_root))[0][:40], 4)
     sampler = PatchSampler(pairs, 4, cfg.patch, cfg.batch)
-    batches = [sampler.batch_u8(i) for i in range(4)]
-    model = initial_model(cfg).cuda().train()
+    cuda = torch.device("cuda")
+    batches = [tuple(_to_float(x, cuda) for x in sampler.batch_u8(i)) for i in range(4)]
+    model = initial_model(cfg).to(cuda).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-5)
 
     def one(i, sync=True):
-        lr, hr = (_to_float(x, torch.device("cuda")) for x in batches[i % 4])
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = (model(lr).float() - hr).abs().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return float(loss) if sync else loss
+        loss = train_step(model, opt, *batches[i % 4], bf16=True)
+        return float(loss.detach()) if sync else loss
 
     lines = []
     for det in (True, False):

@@ -73,6 +73,7 @@ def test_time_budget_fixes_the_length_once_and_resume_keeps_it(tmp_path):
     out = train(_cfg(steps=10**6, warmup=12, probe_steps=8, time_budget=20.0, val_every=10**6, save_every=4,
                      set5_report=False), tmp_path, data_root=DATA_ROOT, quiet=True)
     assert out["step"] == fixed
+    assert json.loads((tmp_path / "train_config.json").read_text())["steps"] == fixed
 
 
 def test_budget_must_be_measured_inside_the_warmup(tmp_path):
@@ -129,6 +130,11 @@ def test_bad_device_and_budget_are_user_errors(tmp_path):
 def test_compiled_forward_trains_like_eager(tmp_path):
     kw = dict(steps=4, val_every=10**6, save_every=10**6, set5_report=False)
     train(_cfg(**kw), tmp_path / "eager", data_root=DATA_ROOT, quiet=True)
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
     train(_cfg(compile=True, **kw), tmp_path / "compiled", data_root=DATA_ROOT, quiet=True)
+    assert counters["stats"]["unique_graphs"] >= 1  # the forward really went through torch.compile
     loss = lambda d: [json.loads(x)["loss"] for x in (tmp_path / d / "log.jsonl").read_text().splitlines()]  # noqa: E731
     assert torch.allclose(torch.tensor(loss("compiled")), torch.tensor(loss("eager")), rtol=1e-3)
