@@ -65,6 +65,35 @@ def test_native_block_matches_model_block_on_every_isa(quant_model):
                     assert err.max() < 0.5, (isa, threads)
 
 
+def test_native_block_with_64_token_windows_matches_model_block():
+    """Window 8, SwinIR-light's: the attention's 64-token vector path inside whole-window tasks (tile 16 x 16:
+    four windows, shifted and plain blocks), on every ISA, against the fake-quant block."""
+    torch.manual_seed(2)
+    cfg = dict(TINY, window_size=8)
+    m = SwinIR(SwinIRConfig(scale=2, **cfg)).eval()
+    with torch.no_grad():
+        for p in m.parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.2)
+    config = QuantConfig(bits=4, init="minmax")
+    q = quantize(m, config)
+    calibrate(q, torch.rand(2, 3, 16, 16), config)
+    x = np.random.default_rng(4).normal(0, 1, (256, cfg["embed_dim"])).astype(np.float32)
+    blocks = _blocks(q.eval())
+    assert {blk.shift for blk in blocks} == {0, 4}
+    for blk in blocks:
+        with torch.no_grad():
+            want = blk(torch.from_numpy(x)[None], (16, 16))[0].numpy()
+        kwargs = swin_block.native_kwargs(swin_block.block_tensors(blk), swin_block.block_scalars(blk, (16, 16)))
+        for isa in native.available_isas():
+            with native.force_isa(isa):
+                block = native.SwinBlock(**kwargs)
+                for threads in (1, 2):
+                    err = np.abs(block.run(x, threads=threads) - want)
+                    assert int(np.any(err > 1e-4, axis=1).sum()) <= 2, (isa, threads, err.max())
+                    assert err.max() < 0.5, (isa, threads)
+
+
 def test_block_eligibility(quant_model):
     blk = _blocks(quant_model)[0]
     assert swin_block.block_bits(blk) == 4

@@ -33,6 +33,8 @@ typedef struct {
   size_t scratch_floats;
   int groups, heads, n, hd, mask_windows;
   int token_major; /* q, k, v, out as (groups, n, heads * hd) instead of (groups * heads, n, hd) */
+  int window_mode; /* codes, token-major, no explicit mask: tasks are whole windows (win_range) */
+  int next;        /* window_mode: the next window to take (atomic) */
   ek_qparams qq, kq, aq, vq;
 } att_ctx;
 
@@ -137,160 +139,384 @@ static inline __attribute__((always_inline)) void axpy_sum64(const float *s, con
   v16_store(out + 32, a2);
   v16_store(out + 48, a3);
 }
+
+/* out[0..63] = sum_j s[j] x[j * 64 ..] and, if t, out[64..127] = sum_j t[j] x[j * 64 ..], j < 64: the two sums
+ * share every load of x and give eight independent accumulator chains. */
+static inline __attribute__((always_inline)) void axpy2_sum64(const float *s, const float *t, const float *x,
+                                                              float *out) {
+  ek_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+  int j;
+  if (!t) {
+    axpy_sum64(s, x, 64, out);
+    return;
+  }
+  for (j = 0; j < 64; ++j) {
+    const float *xj = x + j * 64;
+    const ek_v16 x0 = v16_load(xj), x1 = v16_load(xj + 16), x2 = v16_load(xj + 32), x3 = v16_load(xj + 48);
+    a0 += s[j] * x0;
+    a1 += s[j] * x1;
+    a2 += s[j] * x2;
+    a3 += s[j] * x3;
+    b0 += t[j] * x0;
+    b1 += t[j] * x1;
+    b2 += t[j] * x2;
+    b3 += t[j] * x3;
+  }
+  v16_store(out, a0);
+  v16_store(out + 16, a1);
+  v16_store(out + 32, a2);
+  v16_store(out + 48, a3);
+  v16_store(out + 64, b0);
+  v16_store(out + 80, b1);
+  v16_store(out + 96, b2);
+  v16_store(out + 112, b3);
+}
 #endif
 
-/* The map is built transposed: row j of sT holds logits (i = 0..n-1, j) for all query tokens i. Softmax over j
+/* Transposes of small tiles (the window path's layout changes): dst[c * ldd + r] = src[r * lds + c] for a rows x
+ * cols source; the byte version may read 15 bytes past the last row's end. Tiles of 16 x 16 bytes or 8 x 8 floats are transposed in registers by log2(tile) rounds of the
+ * same interleave (row m with row m + tile/2); GCC >= 12 and Clang lower the shuffles to unpck / vpermt2 / zip.
+ * Partial tiles (cols or rows not a multiple of the tile) go through a zero-padded copy or plain loops. */
+#if defined(__clang__) || (defined(__GNUC__) && __GNUC__ >= 12)
+#define EK_ATT_SHUFFLE 1
+typedef uint8_t ek_u8x16 __attribute__((vector_size(16), aligned(1)));
+typedef float ek_f32x8 __attribute__((vector_size(32), aligned(4)));
+
+static inline __attribute__((always_inline)) void tile_u8(ek_u8x16 r[16]) {
+  int round, m;
+  for (round = 0; round < 4; ++round) {
+    ek_u8x16 t[16];
+    for (m = 0; m < 8; ++m) {
+      t[2 * m] = __builtin_shufflevector(r[m], r[m + 8], 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+      t[2 * m + 1] =
+          __builtin_shufflevector(r[m], r[m + 8], 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    }
+    for (m = 0; m < 16; ++m) r[m] = t[m];
+  }
+}
+
+static inline __attribute__((always_inline)) void tile_f32(ek_f32x8 r[8]) {
+  int round, m;
+  for (round = 0; round < 3; ++round) {
+    ek_f32x8 t[8];
+    for (m = 0; m < 4; ++m) {
+      t[2 * m] = __builtin_shufflevector(r[m], r[m + 4], 0, 8, 1, 9, 2, 10, 3, 11);
+      t[2 * m + 1] = __builtin_shufflevector(r[m], r[m + 4], 4, 12, 5, 13, 6, 14, 7, 15);
+    }
+    for (m = 0; m < 8; ++m) r[m] = t[m];
+  }
+}
+#endif
+
+static inline __attribute__((always_inline)) void att_transpose_u8(const uint8_t *src, int rows, int cols,
+                                                                   size_t lds, uint8_t *dst, size_t ldd) {
+  int r0 = 0, r, c;
+#ifdef EK_ATT_SHUFFLE
+  for (; r0 + 16 <= rows; r0 += 16) {
+    int c0;
+    for (c0 = 0; c0 < cols; c0 += 16) {
+      const int w = cols - c0 < 16 ? cols - c0 : 16;
+      ek_u8x16 t[16];
+      /* A partial tile reads up to 15 bytes past the row's end (into the next row, or the slack the caller
+       * leaves after the last one); those lanes become rows c >= w of the result, which are not stored. */
+      for (r = 0; r < 16; ++r) memcpy(&t[r], src + (size_t)(r0 + r) * lds + c0, 16);
+      tile_u8(t);
+      for (c = 0; c < w; ++c) memcpy(dst + (size_t)(c0 + c) * ldd + r0, &t[c], 16);
+    }
+  }
+#endif
+  for (r = r0; r < rows; ++r)
+    for (c = 0; c < cols; ++c) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+static inline __attribute__((always_inline)) void att_transpose_f32(const float *src, int rows, int cols, size_t lds,
+                                                                    float *dst, size_t ldd) {
+  int r0 = 0, r, c;
+#ifdef EK_ATT_SHUFFLE
+  if (cols % 8 == 0) {
+    /* Row tiles of 8; the last one may be partial (fewer rows loaded, fewer floats stored per column). */
+    for (; r0 < rows; r0 += 8) {
+      const int h = rows - r0 < 8 ? rows - r0 : 8;
+      int c0;
+      for (c0 = 0; c0 < cols; c0 += 8) {
+        ek_f32x8 t[8] = {{0}};
+        for (r = 0; r < h; ++r) memcpy(&t[r], src + (size_t)(r0 + r) * lds + c0, sizeof t[r]);
+        tile_f32(t);
+        if (h == 8) {
+          for (c = 0; c < 8; ++c) memcpy(dst + (size_t)(c0 + c) * ldd + r0, &t[c], sizeof t[c]);
+        } else {
+          for (c = 0; c < 8; ++c)
+            for (r = 0; r < h; ++r) dst[(size_t)(c0 + c) * ldd + r0 + r] = t[c][r];
+        }
+      }
+    }
+  }
+#endif
+  for (r = r0; r < rows; ++r)
+    for (c = 0; c < cols; ++c) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
+}
+
+/* One (window, head) pair. Codes as floats, each hd x n with tokens contiguous (cqt[d * n + i], likewise ckt, cvt);
+ * res (hd x n) receives the dequantized output, res[d * n + i] for query token i. mask_t: the window's mask
+ * (transposed), or NULL; else lab: the window's region labels, or NULL (no shift, or one region only).
+ * The map is built transposed: row j of sT holds logits (i = 0..n-1, j) for all query tokens i. Softmax over j
  * then runs down the columns, so max, sum and the map's codes are element-wise vector ops over i, and attn·V
- * reads sT rows as they are (no transpose of the map). bias_t / mask_t are the bias and mask transposed. */
-static inline __attribute__((always_inline)) void att_range(const att_ctx *c, long long t0, long long t1,
-                                                            float *scratch, int v64, const int n_fixed,
-                                                            const int hd_fixed) {
+ * reads sT rows as they are (no transpose of the map). bias_t is the bias transposed.
+ * Every sum of codes (rq, the column sums of k and v, ra) is an integer below 2^24, hence exact in any order. */
+static inline __attribute__((always_inline)) void att_head(const att_ctx *c, const float *EK_RESTRICT cqt,
+                                                           const float *EK_RESTRICT ckt,
+                                                           const float *EK_RESTRICT cvt, const float *bias_t,
+                                                           const float *mask_t, const float *lab,
+                                                           float *EK_RESTRICT res,
+                                                           float *EK_RESTRICT work, int v64, const int n_fixed,
+                                                           const int hd_fixed) {
   /* n_fixed / hd_fixed: compile-time sizes of a specialised copy (0: read them from c), so the loops over
    * tokens have known trip counts and no tails. */
-  const int n = n_fixed ? n_fixed : c->n, hd = hd_fixed ? hd_fixed : c->hd, nh = n * hd;
-  float *EK_RESTRICT cqt = scratch, *EK_RESTRICT ck = cqt + nh, *EK_RESTRICT cvt = ck + nh;
-  float *EK_RESTRICT acc = cvt + nh, *EK_RESTRICT tmp = acc + nh, *EK_RESTRICT st = tmp + nh;
-  float *EK_RESTRICT rq = st + n * n, *EK_RESTRICT ra = rq + n, *EK_RESTRICT mx = ra + n;
-  float *EK_RESTRICT sm = mx + n, *EK_RESTRICT cv_sum = sm + n;
+  const int n = n_fixed ? n_fixed : c->n, hd = hd_fixed ? hd_fixed : c->hd;
+  float *EK_RESTRICT st = work, *EK_RESTRICT rq = st + n * n, *EK_RESTRICT ra = rq + n, *EK_RESTRICT mx = ra + n;
+  float *EK_RESTRICT sm = mx + n, *EK_RESTRICT ks = sm + n, *EK_RESTRICT cv_sum = ks + n;
+  float *EK_RESTRICT acc = cv_sum + hd + 16;
   const float a_qk = c->qq.step * c->kq.step, b_qk = c->qq.step * c->kq.lo, c_qk = c->qq.lo * c->kq.step;
   const float d_qk = (float)hd * c->qq.lo * c->kq.lo;
   const float a_av = c->aq.step * c->vq.step, b_av = c->aq.step * c->vq.lo, c_av = c->aq.lo * c->vq.step;
   const float d_av = (float)n * c->aq.lo * c->vq.lo;
   const float alo = c->aq.lo, ahi = c->aq.hi, arstep = 1.0f / c->aq.step;
-  long long t;
   int i, j, d;
+  for (i = 0; i < n; ++i) {
+    rq[i] = 0.0f;
+    ks[i] = 0.0f;
+  }
+  for (d = 0; d < hd; ++d)
+    for (i = 0; i < n; ++i) {
+      rq[i] += cqt[d * n + i];
+      ks[i] += ckt[d * n + i];
+    }
+  for (i = 0; i < n; ++i) {
+    rq[i] = b_qk * rq[i] + d_qk;
+    mx[i] = -INFINITY;
+    sm[i] = 0.0f;
+    ra[i] = 0.0f;
+  }
+  for (d = 0; d < hd; ++d) cv_sum[d] = att_sum(cvt + d * n, n);
+#ifdef EK_ATT_V64
+  if (v64 && n == 64) {
+    /* Logit rows j and j + 1 together: eight independent accumulator chains keep both FMA ports busy, and each
+     * q vector loaded serves two rows. sj = a_qk (sum_d ck[j][d] cq[.][d]) + rq + cj + bias. */
+    for (j = 0; j < 64; j += 2) {
+      const float *qd = cqt;
+      ek_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
+      for (d = 0; d < hd; ++d, qd += 64) {
+        const float ka = ckt[d * 64 + j], kb = ckt[d * 64 + j + 1];
+        const ek_v16 q0 = v16_load(qd), q1 = v16_load(qd + 16), q2 = v16_load(qd + 32), q3 = v16_load(qd + 48);
+        a0 += ka * q0;
+        a1 += ka * q1;
+        a2 += ka * q2;
+        a3 += ka * q3;
+        b0 += kb * q0;
+        b1 += kb * q1;
+        b2 += kb * q2;
+        b3 += kb * q3;
+      }
+      {
+        float *sa = st + (size_t)j * 64, *sb = sa + 64;
+        const float *ba = bias_t + (size_t)j * 64, *bb = ba + 64;
+        const float ca = c_qk * ks[j], cb = c_qk * ks[j + 1];
+        v16_store(sa, a_qk * a0 + (v16_load(rq) + ca) + v16_load(ba));
+        v16_store(sa + 16, a_qk * a1 + (v16_load(rq + 16) + ca) + v16_load(ba + 16));
+        v16_store(sa + 32, a_qk * a2 + (v16_load(rq + 32) + ca) + v16_load(ba + 32));
+        v16_store(sa + 48, a_qk * a3 + (v16_load(rq + 48) + ca) + v16_load(ba + 48));
+        v16_store(sb, a_qk * b0 + (v16_load(rq) + cb) + v16_load(bb));
+        v16_store(sb + 16, a_qk * b1 + (v16_load(rq + 16) + cb) + v16_load(bb + 16));
+        v16_store(sb + 32, a_qk * b2 + (v16_load(rq + 32) + cb) + v16_load(bb + 32));
+        v16_store(sb + 48, a_qk * b3 + (v16_load(rq + 48) + cb) + v16_load(bb + 48));
+      }
+    }
+  } else
+#endif
+    for (j = 0; j < n; ++j) {
+      float *sj = st + (size_t)j * n;
+      const float *bj = bias_t + (size_t)j * n;
+      const float cj = c_qk * ks[j];
+      for (i = 0; i < n; ++i) sj[i] = 0.0f;
+      for (d = 0; d < hd; ++d) {
+        const float a = ckt[d * n + j];
+        const float *qd = cqt + d * n;
+        for (i = 0; i < n; ++i) sj[i] += a * qd[i];
+      }
+      for (i = 0; i < n; ++i) sj[i] = a_qk * sj[i] + (rq[i] + cj) + bj[i];
+    }
+  for (j = 0; j < n; ++j) {
+    float *sj = st + (size_t)j * n;
+    if (mask_t) {
+      const float *mj = mask_t + (size_t)j * n;
+      for (i = 0; i < n; ++i) sj[i] += mj[i];
+    } else if (lab) {
+      const float lj = lab[j];
+      for (i = 0; i < n; ++i) sj[i] += lab[i] == lj ? 0.0f : -100.0f;
+    }
+    for (i = 0; i < n; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
+  }
+  for (j = 0; j < n; ++j) {
+    float *sj = st + (size_t)j * n;
+    for (i = 0; i < n; ++i) {
+      const float e = ek_exp_approx(sj[i] - mx[i]);
+      sj[i] = e;
+      sm[i] += e;
+    }
+  }
+  /* The map's codes use reciprocal multiplies (one division per query, not one per element): the
+   * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
+  for (i = 0; i < n; ++i) sm[i] = 1.0f / sm[i];
+  for (j = 0; j < n; ++j) {
+    float *sj = st + (size_t)j * n;
+    for (i = 0; i < n; ++i) {
+      float p = sj[i] * sm[i];
+      p = p > alo ? p : alo;
+      p = (p < ahi ? p : ahi) - alo;
+      p = (p * arstep + EK_RNE_MAGIC) - EK_RNE_MAGIC;
+      sj[i] = p;
+      ra[i] += p;
+    }
+  }
+#ifdef EK_ATT_V64
+  if (v64 && n == 64) {
+    for (d = 0; d < hd; d += 2) /* acc[d][.] = sum_j cv[j][d] ca[.][j], two channels per pass over the map */
+      axpy2_sum64(cvt + d * 64, d + 1 < hd ? cvt + (d + 1) * 64 : NULL, st, acc + d * 64);
+  } else
+#endif
+    for (d = 0; d < hd; ++d) {
+      float *ad = acc + d * n;
+      const float *vd = cvt + d * n;
+      for (i = 0; i < n; ++i) ad[i] = 0.0f;
+      for (j = 0; j < n; ++j) {
+        const float b = vd[j];
+        const float *sj = st + (size_t)j * n;
+        for (i = 0; i < n; ++i) ad[i] += b * sj[i];
+      }
+    }
+  for (d = 0; d < hd; ++d) {
+    const float cd = c_av * cv_sum[d];
+    for (i = 0; i < n; ++i) res[d * n + i] = a_av * acc[d * n + i] + (b_av * ra[i] + cd + d_av);
+  }
+}
+
+/* Floats of att_head's work area. */
+static size_t att_work_floats(int n, int hd) { return (size_t)n * n + 5 * (size_t)n + 2 * (size_t)hd * n + hd + 32; }
+
+/* The window's labels, or NULL when they are all equal (no token of the window is masked). */
+static inline const float *att_window_labels(const float *lab, int n) {
+  int i;
+  if (!lab) return NULL;
+  for (i = 1; i < n; ++i)
+    if (lab[i] != lab[0]) return lab;
+  return NULL;
+}
+
+/* Tasks of edgesr_qattention / ek_qattention_t: one (window, head) pair each, operands with any row stride. */
+static inline __attribute__((always_inline)) void att_range(const att_ctx *c, long long t0, long long t1,
+                                                            float *scratch, int v64, const int n_fixed,
+                                                            const int hd_fixed) {
+  const int n = n_fixed ? n_fixed : c->n, hd = hd_fixed ? hd_fixed : c->hd, nh = n * hd;
+  float *EK_RESTRICT cqt = scratch, *EK_RESTRICT ckt = cqt + nh, *EK_RESTRICT cvt = ckt + nh;
+  float *EK_RESTRICT res = cvt + nh, *EK_RESTRICT tmp = res + nh, *EK_RESTRICT work = tmp + nh;
+  long long t;
+  int i, d;
   for (t = t0; t < t1; ++t) {
     const int g = (int)(t / c->heads), h = (int)(t % c->heads);
     const int ld = c->token_major ? c->heads * hd : hd;
     const size_t off = c->token_major ? (size_t)g * n * ld + (size_t)h * hd : (size_t)t * nh;
     const float *bias_t = c->bias + (size_t)h * n * n;
     const float *mask_t = c->mask ? c->mask + (size_t)(g % c->mask_windows) * n * n : NULL;
-    const float *lab = c->labels ? c->labels + (size_t)(g % c->mask_windows) * n : NULL;
+    const float *lab = c->labels ? att_window_labels(c->labels + (size_t)(g % c->mask_windows) * n, n) : NULL;
     float *out = c->out + off;
-    /* Codes: k row-major (n x hd), q and v transposed (hd x n) so the vector loops run over tokens. */
+    /* Codes, each transposed (hd x n) so the vector loops run over tokens. */
     if (c->qc) {
       att_u8_t(c->qc + off, n, hd, ld, cqt);
-      att_u8_rows(c->kc + off, n, hd, ld, ck);
+      att_u8_t(c->kc + off, n, hd, ld, ckt);
       att_u8_t(c->vc + off, n, hd, ld, cvt);
     } else {
       att_codes_t(c->q + off, n, hd, ld, &c->qq, tmp, cqt);
-      att_codes_rows(c->k + off, n, hd, ld, &c->kq, ck);
+      att_codes_t(c->k + off, n, hd, ld, &c->kq, tmp, ckt);
       att_codes_t(c->v + off, n, hd, ld, &c->vq, tmp, cvt);
     }
-    for (i = 0; i < n; ++i) rq[i] = 0.0f;
-    for (d = 0; d < hd; ++d)
-      for (i = 0; i < n; ++i) rq[i] += cqt[d * n + i];
-    for (i = 0; i < n; ++i) {
-      rq[i] = b_qk * rq[i] + d_qk;
-      mx[i] = -INFINITY;
-      sm[i] = 0.0f;
-      ra[i] = 0.0f;
-    }
-    for (d = 0; d < hd; ++d) cv_sum[d] = att_sum(cvt + d * n, n);
-    for (j = 0; j < n; ++j) {
-      float *sj = st + (size_t)j * n;
-      const float *bj = bias_t + (size_t)j * n;
-      const float cj = c_qk * att_sum(ck + j * hd, hd);
-#ifdef EK_ATT_V64
-      if (v64 && n == 64) {
-        axpy_sum64(ck + j * hd, cqt, hd, sj); /* sj[i] = sum_d ck[j][d] cq[i][d] */
-      } else
-#endif
-      {
-        for (i = 0; i < n; ++i) sj[i] = 0.0f;
-        for (d = 0; d < hd; ++d) {
-          const float a = ck[j * hd + d];
-          const float *qd = cqt + d * n;
-          for (i = 0; i < n; ++i) sj[i] += a * qd[i];
-        }
-      }
-      for (i = 0; i < n; ++i) sj[i] = a_qk * sj[i] + (rq[i] + cj) + bj[i];
-      if (mask_t) {
-        const float *mj = mask_t + (size_t)j * n;
-        for (i = 0; i < n; ++i) sj[i] += mj[i];
-      } else if (lab) {
-        const float lj = lab[j];
-        for (i = 0; i < n; ++i) sj[i] += lab[i] == lj ? 0.0f : -100.0f;
-      }
-      for (i = 0; i < n; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
-    }
-    for (j = 0; j < n; ++j) {
-      float *sj = st + (size_t)j * n;
-      for (i = 0; i < n; ++i) {
-        const float e = ek_exp_approx(sj[i] - mx[i]);
-        sj[i] = e;
-        sm[i] += e;
-      }
-    }
-    /* The map's codes use reciprocal multiplies (one division per query, not one per element): the
-     * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
-    for (i = 0; i < n; ++i) sm[i] = 1.0f / sm[i];
-    for (j = 0; j < n; ++j) {
-      float *sj = st + (size_t)j * n;
-      for (i = 0; i < n; ++i) {
-        float p = sj[i] * sm[i];
-        p = p > alo ? p : alo;
-        p = (p < ahi ? p : ahi) - alo;
-        p = (p * arstep + EK_RNE_MAGIC) - EK_RNE_MAGIC;
-        sj[i] = p;
-        ra[i] += p;
-      }
-    }
-#ifdef EK_ATT_V64
-    if (v64 && n == 64) {
-      for (d = 0; d < hd; ++d) axpy_sum64(cvt + d * 64, st, 64, acc + d * 64); /* sum_j cv[j][d] ca[.][j] */
-    } else
-#endif
-      for (d = 0; d < hd; ++d) {
-        float *ad = acc + d * n;
-        const float *vd = cvt + d * n;
-        for (i = 0; i < n; ++i) ad[i] = 0.0f;
-        for (j = 0; j < n; ++j) {
-          const float b = vd[j];
-          const float *sj = st + (size_t)j * n;
-          for (i = 0; i < n; ++i) ad[i] += b * sj[i];
-        }
-      }
+    att_head(c, cqt, ckt, cvt, bias_t, mask_t, lab, res, work, v64, n_fixed, hd_fixed);
     for (i = 0; i < n; ++i)
-      for (d = 0; d < hd; ++d)
-        out[(size_t)i * ld + d] = a_av * acc[d * n + i] + (b_av * ra[i] + c_av * cv_sum[d] + d_av);
+      for (d = 0; d < hd; ++d) out[(size_t)i * ld + d] = res[d * n + i];
+  }
+}
+
+/* Tasks of ek_window_attention: whole windows, all heads, from token-major codes to token-major output.
+ * Per window: the three n x dim code tiles are transposed to dim x n (each head's hd rows are then one contiguous
+ * hd x n block), every head writes its hd output rows of a dim x n tile, and that tile is transposed back. */
+static inline __attribute__((always_inline)) void win_range(const att_ctx *c, int *next, float *scratch, int v64,
+                                                            const int n_fixed, const int hd_fixed) {
+  const int n = n_fixed ? n_fixed : c->n, hd = hd_fixed ? hd_fixed : c->hd, nh = n * hd;
+  const int dim = c->heads * hd;
+  float *EK_RESTRICT cqt = scratch, *EK_RESTRICT ckt = cqt + nh, *EK_RESTRICT cvt = ckt + nh;
+  float *EK_RESTRICT ob = cvt + nh, *EK_RESTRICT work = ob + (size_t)dim * n;
+  uint8_t *EK_RESTRICT tq = (uint8_t *)(work + att_work_floats(n, hd)), *EK_RESTRICT tk = tq + (size_t)dim * n;
+  uint8_t *EK_RESTRICT tv = tk + (size_t)dim * n;
+  int g, h, e;
+  while ((g = __atomic_fetch_add(next, 1, __ATOMIC_RELAXED)) < c->groups) {
+    const size_t off = (size_t)g * n * dim;
+    const float *lab = c->labels ? att_window_labels(c->labels + (size_t)(g % c->mask_windows) * n, n) : NULL;
+    att_transpose_u8(c->qc + off, n, dim, (size_t)dim, tq, (size_t)n);
+    att_transpose_u8(c->kc + off, n, dim, (size_t)dim, tk, (size_t)n);
+    att_transpose_u8(c->vc + off, n, dim, (size_t)dim, tv, (size_t)n);
+    for (h = 0; h < c->heads; ++h) {
+      const size_t ho = (size_t)h * nh;
+      for (e = 0; e < nh; ++e) {
+        cqt[e] = (float)tq[ho + e];
+        ckt[e] = (float)tk[ho + e];
+        cvt[e] = (float)tv[ho + e];
+      }
+      att_head(c, cqt, ckt, cvt, c->bias + (size_t)h * n * n, NULL, lab, ob + ho, work, v64, n_fixed, hd_fixed);
+    }
+    att_transpose_f32(ob, dim, n, (size_t)n, c->out + off, (size_t)dim);
   }
 }
 
 /* The 64-float vector path needs 16 registers of 16 bytes (NEON) or 4 of 64 (AVX-512); x86 without AVX-512
  * would spill them, so it takes the plain loops. Each path has a copy specialised for SwinIR-light's window
  * (n = 64 tokens, hd = 10) and a general one. */
-#define ATT_DISPATCH(c, t0, t1, scratch, v64)                                              \
+#define ATT_DISPATCH(c, v64)                                                               \
   do {                                                                                     \
     if ((c)->n == 64 && (c)->hd == 10)                                                     \
-      att_range(c, t0, t1, scratch, v64, 64, 10);                                          \
+      ATT_RUN(c, v64, 64, 10);                                                             \
     else if ((c)->n == 64)                                                                 \
-      att_range(c, t0, t1, scratch, v64, 64, 0);                                           \
+      ATT_RUN(c, v64, 64, 0);                                                              \
     else                                                                                   \
-      att_range(c, t0, t1, scratch, v64, 0, 0);                                            \
+      ATT_RUN(c, v64, 0, 0);                                                               \
+  } while (0)
+#define ATT_RUN(c, v64, nf, hf)                                                            \
+  do {                                                                                     \
+    if ((c)->window_mode)                                                                  \
+      win_range(c, &(c)->next, scratch, v64, nf, hf);                                      \
+    else                                                                                   \
+      att_range(c, t0, t1, scratch, v64, nf, hf);                                          \
   } while (0)
 
-static void att_range_generic(const att_ctx *c, long long t0, long long t1, float *scratch) {
+static void att_range_generic(att_ctx *c, long long t0, long long t1, float *scratch) {
 #ifdef EK_ARM64
-  ATT_DISPATCH(c, t0, t1, scratch, 1);
+  ATT_DISPATCH(c, 1);
 #else
-  ATT_DISPATCH(c, t0, t1, scratch, 0);
+  ATT_DISPATCH(c, 0);
 #endif
 }
 
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void att_range_avx512(
-    const att_ctx *c, long long t0, long long t1, float *scratch) {
-  ATT_DISPATCH(c, t0, t1, scratch, 1);
+    att_ctx *c, long long t0, long long t1, float *scratch) {
+  ATT_DISPATCH(c, 1);
 }
-__attribute__((target("avx2,fma"))) static void att_range_avx2(const att_ctx *c, long long t0, long long t1,
+__attribute__((target("avx2,fma"))) static void att_range_avx2(att_ctx *c, long long t0, long long t1,
                                                                float *scratch) {
-  ATT_DISPATCH(c, t0, t1, scratch, 0);
+  ATT_DISPATCH(c, 0);
 }
 #endif
 
 static void att_task(void *ctx, int tid, int nt) {
-  const att_ctx *c = (const att_ctx *)ctx;
+  att_ctx *c = (att_ctx *)ctx;
   long long total = (long long)c->groups * c->heads;
   long long t0 = total * tid / nt, t1 = total * (tid + 1) / nt;
   float *scratch = c->scratch + (size_t)tid * c->scratch_floats;
@@ -349,11 +575,16 @@ int ek_qattention_t(const float *q, const float *k, const float *v, int groups, 
   c.aq = ek_make_qparams(bounds[4], bounds[5], bits);
   c.vq = ek_make_qparams(bounds[6], bounds[7], bits);
   if (!c.qq.valid || !c.kq.valid || !c.aq.valid || !c.vq.valid) return -1;
-  total = (long long)groups * heads;
+  c.window_mode = codes && token_major && !mask_t;
+  c.next = 0;
+  total = c.window_mode ? groups : (long long)groups * heads;
   nt = ek_clamp_threads(threads);
   if (nt > total) nt = (int)total;
-  /* Per-thread working set (n = 64, hd = 10: 30 KB): 5 code/accumulator blocks of n x hd, the n x n map. */
-  c.scratch_floats = 5 * (size_t)n * hd + (size_t)n * n + 5 * (size_t)n + (size_t)hd + 16;
+  /* Per-thread working set (n = 64, hd = 10, 6 heads: 58 KB in window mode, 36 KB otherwise): the codes of one
+   * head as floats, the n x n map and its sums; per window the three transposed code tiles and the output tile. */
+  c.scratch_floats = att_work_floats(n, hd) +
+                     (c.window_mode ? 3 * (size_t)n * hd + (size_t)heads * hd * n + ((size_t)heads * hd * n * 3 + 3) / 4
+                                    : 5 * (size_t)n * hd);
   c.scratch = (float *)malloc((size_t)nt * c.scratch_floats * sizeof(float));
   if (!c.scratch) return -1;
   ek_parallel(nt, att_task, &c);

@@ -218,7 +218,8 @@ EK_INLINE float ek_exp_approx(float x) {
  * block (bias_t[h][j][i] = bias[h][i][j]); or, instead of a mask, (mask_windows, n) region labels (the shifted-
  * window mask is -100 where two tokens' labels differ). token_major: q, k, v and out are (groups, n, heads * hd)
  * as the linears produce them, instead of (groups * heads, n, hd). codes: q, k, v already quantized (bytes, same
- * layout; q, k, v may then be NULL), or NULL. */
+ * layout; q, k, v may then be NULL), or NULL. Token-major codes without a mask (the Swin block's case) run whole
+ * windows per task and may read 15 bytes past the end of each code array. */
 EK_HIDDEN int ek_qattention_t(const float *q, const float *k, const float *v, int groups, int heads, int n, int hd,
                               int token_major, const uint8_t *const codes[3], const float *bias_t,
                               const float *mask_t, const float *labels, int mask_windows, const float bounds[8],

@@ -288,8 +288,9 @@ int edgesr_swin_block_window(const edgesr_swin_block *b) { return b ? b->window 
 
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
+  /* + 16 floats: the attention's tile transposes read up to 15 bytes past the last code. */
   return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim)) +
-         ((size_t)b->tokens * b->dim * 3 + 3) / 4;
+         ((size_t)b->tokens * b->dim * 3 + 3) / 4 + 16;
 }
 
 /* ---- run -------------------------------------------------------------------------------------------------- */
