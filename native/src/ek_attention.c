@@ -121,6 +121,14 @@ static inline __attribute__((always_inline)) ek_v16 v16_load(const float *p) {
 
 static inline __attribute__((always_inline)) void v16_store(float *p, ek_v16 v) { memcpy(p, &v, sizeof v); }
 
+typedef int32_t ek_i16 __attribute__((vector_size(64), aligned(4)));
+
+/* a > b ? a : b per lane (the scalar loops' expression; a select, no reassociation). */
+static inline __attribute__((always_inline)) ek_v16 v16_max(ek_v16 a, ek_v16 b) {
+  const ek_i16 gt = a > b;
+  return (ek_v16)(((ek_i16)a & gt) | ((ek_i16)b & ~gt));
+}
+
 /* out[0..63] = sum_i s[i] * x[i * 64 .. i * 64 + 63] over len terms, in four register vectors
  * (exact: integer-valued floats). */
 static inline __attribute__((always_inline)) void axpy_sum64(const float *s, const float *x, int len, float *out) {
@@ -281,7 +289,7 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
   const float a_av = c->aq.step * c->vq.step, b_av = c->aq.step * c->vq.lo, c_av = c->aq.lo * c->vq.step;
   const float d_av = (float)n * c->aq.lo * c->vq.lo;
   const float alo = c->aq.lo, ahi = c->aq.hi, arstep = 1.0f / c->aq.step;
-  int i, j, d;
+  int i, j, d, max_done = 0; /* max_done: the logit pass also took the column maxima */
   for (i = 0; i < n; ++i) {
     rq[i] = 0.0f;
     ks[i] = 0.0f;
@@ -301,7 +309,10 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
 #ifdef EK_ATT_V64
   if (v64 && n == 64) {
     /* Logit rows j and j + 1 together: eight independent accumulator chains keep both FMA ports busy, and each
-     * q vector loaded serves two rows. sj = a_qk (sum_d ck[j][d] cq[.][d]) + rq + cj + bias. */
+     * q vector loaded serves two rows. sj = a_qk (sum_d ck[j][d] cq[.][d]) + rq + cj + bias. Without a mask the
+     * column maxima are taken here, in registers. */
+    const int fuse_max = !mask_t && !lab;
+    ek_v16 m0 = v16_load(mx), m1 = v16_load(mx + 16), m2 = v16_load(mx + 32), m3 = v16_load(mx + 48);
     for (j = 0; j < 64; j += 2) {
       const float *qd = cqt;
       ek_v16 a0 = {0}, a1 = {0}, a2 = {0}, a3 = {0}, b0 = {0}, b1 = {0}, b2 = {0}, b3 = {0};
@@ -321,15 +332,36 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
         float *sa = st + (size_t)j * 64, *sb = sa + 64;
         const float *ba = bias_t + (size_t)j * 64, *bb = ba + 64;
         const float ca = c_qk * ks[j], cb = c_qk * ks[j + 1];
-        v16_store(sa, a_qk * a0 + (v16_load(rq) + ca) + v16_load(ba));
-        v16_store(sa + 16, a_qk * a1 + (v16_load(rq + 16) + ca) + v16_load(ba + 16));
-        v16_store(sa + 32, a_qk * a2 + (v16_load(rq + 32) + ca) + v16_load(ba + 32));
-        v16_store(sa + 48, a_qk * a3 + (v16_load(rq + 48) + ca) + v16_load(ba + 48));
-        v16_store(sb, a_qk * b0 + (v16_load(rq) + cb) + v16_load(bb));
-        v16_store(sb + 16, a_qk * b1 + (v16_load(rq + 16) + cb) + v16_load(bb + 16));
-        v16_store(sb + 32, a_qk * b2 + (v16_load(rq + 32) + cb) + v16_load(bb + 32));
-        v16_store(sb + 48, a_qk * b3 + (v16_load(rq + 48) + cb) + v16_load(bb + 48));
+        a0 = a_qk * a0 + (v16_load(rq) + ca) + v16_load(ba);
+        a1 = a_qk * a1 + (v16_load(rq + 16) + ca) + v16_load(ba + 16);
+        a2 = a_qk * a2 + (v16_load(rq + 32) + ca) + v16_load(ba + 32);
+        a3 = a_qk * a3 + (v16_load(rq + 48) + ca) + v16_load(ba + 48);
+        b0 = a_qk * b0 + (v16_load(rq) + cb) + v16_load(bb);
+        b1 = a_qk * b1 + (v16_load(rq + 16) + cb) + v16_load(bb + 16);
+        b2 = a_qk * b2 + (v16_load(rq + 32) + cb) + v16_load(bb + 32);
+        b3 = a_qk * b3 + (v16_load(rq + 48) + cb) + v16_load(bb + 48);
+        v16_store(sa, a0);
+        v16_store(sa + 16, a1);
+        v16_store(sa + 32, a2);
+        v16_store(sa + 48, a3);
+        v16_store(sb, b0);
+        v16_store(sb + 16, b1);
+        v16_store(sb + 32, b2);
+        v16_store(sb + 48, b3);
+        if (fuse_max) { /* row j first, then j + 1: the order of the scalar loop */
+          m0 = v16_max(b0, v16_max(a0, m0));
+          m1 = v16_max(b1, v16_max(a1, m1));
+          m2 = v16_max(b2, v16_max(a2, m2));
+          m3 = v16_max(b3, v16_max(a3, m3));
+        }
       }
+    }
+    max_done = fuse_max;
+    if (fuse_max) {
+      v16_store(mx, m0);
+      v16_store(mx + 16, m1);
+      v16_store(mx + 32, m2);
+      v16_store(mx + 48, m3);
     }
   } else
 #endif
@@ -345,7 +377,7 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
       }
       for (i = 0; i < n; ++i) sj[i] = a_qk * sj[i] + (rq[i] + cj) + bj[i];
     }
-  for (j = 0; j < n; ++j) {
+  for (j = 0; j < n && !max_done; ++j) {
     float *sj = st + (size_t)j * n;
     if (mask_t) {
       const float *mj = mask_t + (size_t)j * n;
