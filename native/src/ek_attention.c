@@ -4,9 +4,13 @@
  * where the unfused graph spends its time (Q·Kᵀ with hd = 10 writes 16x more than it reads).
  * Codes are carried as floats: products of codes summed over hd (or n) stay below 2^24, so the float sums are
  * the exact integer accumulators (tests compare them with an integer reference), and every loop vectorises on
- * any ISA. The body is compiled twice on x86-64 (baseline and AVX-512 via target attributes) and once on ARM.
+ * any ISA. The body is compiled three times on x86-64 (baseline, AVX2 and AVX-512 via target attributes) and
+ * once on ARM.
  *
- * Example, SwinIR-light 64x64 tile: 64 windows x 6 heads = 384 tasks of n = 64 tokens, hd = 10.
+ * Two drivers share the per-head core (att_head): the public API's, one task per (window, head) with operands
+ * at any stride (SwinIR-light 64x64 tile: 64 windows x 6 heads = 384 tasks of n = 64 tokens, hd = 10), and the
+ * Swin block's, one task per window on token-major codes (64 tasks; win_range), which changes layouts with
+ * register tile transposes instead of element by element.
  */
 #include "ek_internal.h"
 
