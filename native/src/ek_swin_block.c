@@ -54,9 +54,12 @@ enum { STAGE_LN1_GATHER, STAGE_QKV_CODES, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STA
 
 #define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
 
-EK_INLINE void blk_layer_norm(const float *EK_RESTRICT x, int c, float eps, const float *EK_RESTRICT w,
-                              const float *EK_RESTRICT bias, float *EK_RESTRICT y) {
-  float ps[BLK_LANES] = {0}, pv[BLK_LANES] = {0}, mean = 0.0f, var = 0.0f, rstd;
+/* LayerNorm in two halves so that a batch of tokens can share the middle step: the statistics of one row (mean,
+ * and the sum of squared deviations), then y = (x - mean) rstd w + bias. The reciprocal square roots of a batch
+ * are independent of each other, so they overlap instead of sitting one per row between two dependent chains
+ * (a scalar sqrt and divide per token is where a row-at-a-time LayerNorm of 60 channels spends its time). */
+EK_INLINE void blk_ln_stats(const float *EK_RESTRICT x, int c, float *mean_out, float *ssd_out) {
+  float ps[BLK_LANES] = {0}, pv[BLK_LANES] = {0}, mean = 0.0f, var = 0.0f;
   int i, l;
   for (i = 0; i + BLK_LANES <= c; i += BLK_LANES)
     for (l = 0; l < BLK_LANES; ++l) ps[l] += x[i + l];
@@ -73,8 +76,22 @@ EK_INLINE void blk_layer_norm(const float *EK_RESTRICT x, int c, float eps, cons
     var += d * d;
   }
   for (l = 0; l < BLK_LANES; ++l) var += pv[l];
-  rstd = 1.0f / sqrtf(var / (float)c + eps);
+  *mean_out = mean;
+  *ssd_out = var;
+}
+
+EK_INLINE void blk_ln_apply(const float *EK_RESTRICT x, int c, float mean, float rstd, const float *EK_RESTRICT w,
+                            const float *EK_RESTRICT bias, float *EK_RESTRICT y) {
+  int i;
   for (i = 0; i < c; ++i) y[i] = (x[i] - mean) * rstd * w[i] + bias[i];
+}
+
+#define BLK_LN_BATCH 16
+
+/* rstd of a batch from the sums of squared deviations (in place). */
+EK_INLINE void blk_ln_rstd(float *v, int count, int c, float eps) {
+  int t;
+  for (t = 0; t < count; ++t) v[t] = 1.0f / sqrtf(v[t] / (float)c + eps);
 }
 
 /* GELU(x) = x/2 (1 + erf(x / sqrt 2)); erf by Abramowitz & Stegun 7.1.26 (absolute error <= 1.5e-7). */
@@ -97,8 +114,16 @@ EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
   size_t i;
   switch (c->stage) {
   case STAGE_LN1_GATHER:
-    for (i = i0; i < i1; ++i)
-      blk_layer_norm(c->x + (size_t)b->order[i] * dim, dim, b->eps1, b->norm, b->norm + dim, c->dst + i * dim);
+    for (i = i0; i < i1; i += BLK_LN_BATCH) {
+      const int cnt = i1 - i < BLK_LN_BATCH ? (int)(i1 - i) : BLK_LN_BATCH;
+      float mean[BLK_LN_BATCH], rstd[BLK_LN_BATCH];
+      int t;
+      for (t = 0; t < cnt; ++t) blk_ln_stats(c->x + (size_t)b->order[i + t] * dim, dim, &mean[t], &rstd[t]);
+      blk_ln_rstd(rstd, cnt, dim, b->eps1);
+      for (t = 0; t < cnt; ++t)
+        blk_ln_apply(c->x + (size_t)b->order[i + t] * dim, dim, mean[t], rstd[t], b->norm, b->norm + dim,
+                     c->dst + (i + t) * dim);
+    }
     break;
   case STAGE_QKV_CODES: { /* q (scaled first), k, v: consecutive in src; codes with the library's quantizer */
     const float *ab = b->attn_bounds; /* q, k, map, v */
@@ -113,14 +138,23 @@ EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
     edgesr_quantize_codes(c->src + 2 * c->count + i0, i1 - i0, ab[6], ab[7], b->bits, c->codes + 2 * c->count + i0);
     break;
   }
-  case STAGE_SCATTER_ADD_LN2: /* residual back in token order, and LN2 of the token while it is in L1 */
-    for (i = i0; i < i1; ++i) {
-      const size_t tok = (size_t)b->order[i] * dim;
-      const float *x = c->x + tok, *p = c->src + i * dim;
-      float *o = c->out + tok;
-      int k;
-      for (k = 0; k < dim; ++k) o[k] = x[k] + p[k];
-      blk_layer_norm(o, dim, b->eps2, b->norm + 2 * dim, b->norm + 3 * dim, c->dst + tok);
+  case STAGE_SCATTER_ADD_LN2: /* residual back in token order, and LN2 of the tokens while they are in L1 */
+    for (i = i0; i < i1; i += BLK_LN_BATCH) {
+      const int cnt = i1 - i < BLK_LN_BATCH ? (int)(i1 - i) : BLK_LN_BATCH;
+      float mean[BLK_LN_BATCH], rstd[BLK_LN_BATCH];
+      int t, k;
+      for (t = 0; t < cnt; ++t) {
+        const size_t tok = (size_t)b->order[i + t] * dim;
+        const float *x = c->x + tok, *p = c->src + (i + t) * dim;
+        float *o = c->out + tok;
+        for (k = 0; k < dim; ++k) o[k] = x[k] + p[k];
+        blk_ln_stats(o, dim, &mean[t], &rstd[t]);
+      }
+      blk_ln_rstd(rstd, cnt, dim, b->eps2);
+      for (t = 0; t < cnt; ++t) {
+        const size_t tok = (size_t)b->order[i + t] * dim;
+        blk_ln_apply(c->out + tok, dim, mean[t], rstd[t], b->norm + 2 * dim, b->norm + 3 * dim, c->dst + tok);
+      }
     }
     break;
   case STAGE_GELU: {
