@@ -10,7 +10,9 @@
  * Two drivers share the per-head core (att_head): the public API's, one task per (window, head) with operands
  * at any stride (SwinIR-light 64x64 tile: 64 windows x 6 heads = 384 tasks of n = 64 tokens, hd = 10), and the
  * Swin block's, one task per window on token-major codes (64 tasks; win_range), which changes layouts with
- * register tile transposes instead of element by element.
+ * register tile transposes instead of element by element. The block's driver also has the codes as bytes, so on
+ * AVX-512 VNNI its 64-token windows take Q·Kᵀ and attn·V as VPDPBUSD on packed codes (att_qk_vnni,
+ * att_av_vnni): the same integer sums, four products per lane and instruction.
  */
 #include "ek_internal.h"
 
@@ -268,6 +270,108 @@ static inline __attribute__((always_inline)) void att_transpose_f32(const float 
     for (c = 0; c < cols; ++c) dst[(size_t)c * ldd + r] = src[(size_t)r * lds + c];
 }
 
+#if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
+#define EK_ATT_VNNI 1
+#include <immintrin.h>
+/* attn·V on integer codes for n = 64 (AVX-512 VNNI): acc[d][i] = sum_j vb[d][j] st[j][i], as float. st holds the
+ * map's codes as floats (rows j, columns i), vb the v codes as bytes (hd rows of 64 tokens), signed 8-bit in the
+ * multiply, hence codes below 128 only. The map is packed once per head: the dword of query i in group g holds
+ * the codes of rows 4g..4g+3, so one VPDPBUSD adds four products for 16 queries, where the float path does one
+ * per FMA. Integer sums, converted once: the same values as the float path's exact sums. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"))) static void att_av_vnni(
+    const float *st, const uint8_t *vb, int hd, float *acc) {
+  __m512i map[16][4];
+  int g, q, d0, dd;
+  for (g = 0; g < 16; ++g)
+    for (q = 0; q < 4; ++q) {
+      const float *s0 = st + (size_t)(4 * g) * 64 + 16 * q;
+      const __m512i r0 = _mm512_cvtps_epi32(_mm512_loadu_ps(s0));
+      const __m512i r1 = _mm512_cvtps_epi32(_mm512_loadu_ps(s0 + 64));
+      const __m512i r2 = _mm512_cvtps_epi32(_mm512_loadu_ps(s0 + 128));
+      const __m512i r3 = _mm512_cvtps_epi32(_mm512_loadu_ps(s0 + 192));
+      map[g][q] = _mm512_or_si512(_mm512_or_si512(r0, _mm512_slli_epi32(r1, 8)),
+                                  _mm512_or_si512(_mm512_slli_epi32(r2, 16), _mm512_slli_epi32(r3, 24)));
+    }
+  for (d0 = 0; d0 < hd; d0 += 5) { /* five channels at a time: 20 accumulators stay in registers */
+    const int dn = hd - d0 < 5 ? hd - d0 : 5;
+    __m512i a[5][4];
+    for (dd = 0; dd < 5; ++dd)
+      for (q = 0; q < 4; ++q) a[dd][q] = _mm512_setzero_si512();
+    for (g = 0; g < 16; ++g)
+      for (dd = 0; dd < dn; ++dd) {
+        const __m512i b = _mm512_set1_epi32((int)ek_load_u32(vb + (size_t)(d0 + dd) * 64 + 4 * g));
+        for (q = 0; q < 4; ++q) a[dd][q] = _mm512_dpbusd_epi32(a[dd][q], map[g][q], b);
+      }
+    for (dd = 0; dd < dn; ++dd)
+      for (q = 0; q < 4; ++q) _mm512_storeu_ps(acc + (size_t)(d0 + dd) * 64 + 16 * q, _mm512_cvtepi32_ps(a[dd][q]));
+  }
+}
+#endif
+
+#ifdef EK_ATT_VNNI
+/* The dwords of 16 tokens (quarter q) for a group of 4 channels 4g..4g+3 of a (hd x 64) byte block, channels
+ * past hd zero: token i's dword holds its 4 codes. */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"))) static inline __m512i att_pack4(
+    const uint8_t *rows, int hd, int g, int q) {
+  __m512i v = _mm512_setzero_si512();
+  int t;
+  for (t = 0; t < 4 && 4 * g + t < hd; ++t)
+    v = _mm512_or_si512(v, _mm512_slli_epi32(_mm512_cvtepu8_epi32(_mm_loadu_si128(
+                                                 (const __m128i *)(rows + (size_t)(4 * g + t) * 64 + 16 * q))),
+                                             8 * t));
+  return v;
+}
+
+/* Logits for n = 64 (AVX-512 VNNI), hd <= 16: st[j][i] = a_qk (sum_d kb[d][j] qb[d][i]) + rq[i] + c_qk ks[j]
+ * + bias_t[j][i], the float path's expression on the same exact integer sums; with mx != NULL also the column
+ * maxima (row j after row j - 1, as the scalar loop). qb, kb: codes as bytes (hd rows of 64 tokens); k codes
+ * below 128 (the signed operand). */
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"))) static void att_qk_vnni(
+    const uint8_t *qb, const uint8_t *kb, int hd, float a_qk, float c_qk, const float *rq, const float *ks,
+    const float *bias_t, float *st, float *mx) {
+  const int groups = (hd + 3) / 4;
+  __m512i qp[4][4];
+  __m512 m[4], r[4];
+  uint32_t kp[4][64];
+  int g, q, j;
+  for (g = 0; g < groups; ++g)
+    for (q = 0; q < 4; ++q) {
+      qp[g][q] = att_pack4(qb, hd, g, q);
+      _mm512_storeu_si512((void *)(kp[g] + 16 * q), att_pack4(kb, hd, g, q));
+    }
+  for (q = 0; q < 4; ++q) {
+    m[q] = mx ? _mm512_loadu_ps(mx + 16 * q) : _mm512_setzero_ps();
+    r[q] = _mm512_loadu_ps(rq + 16 * q);
+  }
+  for (j = 0; j < 64; ++j) {
+    __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
+    const __m512 cj = _mm512_set1_ps(c_qk * ks[j]), aq = _mm512_set1_ps(a_qk);
+    const float *bj = bias_t + (size_t)j * 64;
+    float *sj = st + (size_t)j * 64;
+    __m512 v;
+    for (g = 0; g < groups; ++g) {
+      const __m512i b = _mm512_set1_epi32((int)kp[g][j]);
+      a0 = _mm512_dpbusd_epi32(a0, qp[g][0], b);
+      a1 = _mm512_dpbusd_epi32(a1, qp[g][1], b);
+      a2 = _mm512_dpbusd_epi32(a2, qp[g][2], b);
+      a3 = _mm512_dpbusd_epi32(a3, qp[g][3], b);
+    }
+#define ATT_QK_OUT(A, Q)                                                                                   \
+  v = _mm512_add_ps(_mm512_fmadd_ps(aq, _mm512_cvtepi32_ps(A), _mm512_add_ps(r[Q], cj)),                 \
+                    _mm512_loadu_ps(bj + 16 * (Q)));                                                      \
+  _mm512_storeu_ps(sj + 16 * (Q), v);                                                                     \
+  if (mx) m[Q] = _mm512_mask_mov_ps(m[Q], _mm512_cmp_ps_mask(v, m[Q], _CMP_GT_OQ), v);
+    ATT_QK_OUT(a0, 0)
+    ATT_QK_OUT(a1, 1)
+    ATT_QK_OUT(a2, 2)
+    ATT_QK_OUT(a3, 3)
+#undef ATT_QK_OUT
+  }
+  if (mx)
+    for (q = 0; q < 4; ++q) _mm512_storeu_ps(mx + 16 * q, m[q]);
+}
+#endif
+
 /* One (window, head) pair. Codes as floats, each hd x n with tokens contiguous (cqt[d * n + i], likewise ckt, cvt);
  * res (hd x n) receives the dequantized output, res[d * n + i] for query token i. mask_t: the window's mask
  * (transposed), or NULL; else lab: the window's region labels, or NULL (no shift, or one region only).
@@ -279,7 +383,8 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
                                                            const float *EK_RESTRICT ckt,
                                                            const float *EK_RESTRICT cvt, const float *bias_t,
                                                            const float *mask_t, const float *lab,
-                                                           float *EK_RESTRICT res,
+                                                           const uint8_t *qb, const uint8_t *kb,
+                                                           const uint8_t *vb, float *EK_RESTRICT res,
                                                            float *EK_RESTRICT work, int v64, const int n_fixed,
                                                            const int hd_fixed) {
   /* n_fixed / hd_fixed: compile-time sizes of a specialised copy (0: read them from c), so the loops over
@@ -310,6 +415,12 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
     ra[i] = 0.0f;
   }
   for (d = 0; d < hd; ++d) cv_sum[d] = att_sum(cvt + d * n, n);
+#ifdef EK_ATT_VNNI
+  if (v64 == 2 && qb && n == 64 && hd <= 16 && c->kq.levels < 128 && c->qq.levels < 256) {
+    max_done = !mask_t && !lab;
+    att_qk_vnni(qb, kb, hd, a_qk, c_qk, rq, ks, bias_t, st, max_done ? mx : NULL);
+  } else
+#endif
 #ifdef EK_ATT_V64
   if (v64 && n == 64) {
     /* Logit rows j and j + 1 together: eight independent accumulator chains keep both FMA ports busy, and each
@@ -414,6 +525,11 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
       ra[i] += p;
     }
   }
+#ifdef EK_ATT_VNNI
+  if (v64 == 2 && vb && n == 64 && c->vq.levels < 128 && c->aq.levels < 256) {
+    att_av_vnni(st, vb, hd, acc);
+  } else
+#endif
 #ifdef EK_ATT_V64
   if (v64 && n == 64) {
     for (d = 0; d < hd; d += 2) /* acc[d][.] = sum_j cv[j][d] ca[.][j], two channels per pass over the map */
@@ -475,7 +591,7 @@ static inline __attribute__((always_inline)) void att_range(const att_ctx *c, lo
       att_codes_t(c->k + off, n, hd, ld, &c->kq, tmp, ckt);
       att_codes_t(c->v + off, n, hd, ld, &c->vq, tmp, cvt);
     }
-    att_head(c, cqt, ckt, cvt, bias_t, mask_t, lab, res, work, v64, n_fixed, hd_fixed);
+    att_head(c, cqt, ckt, cvt, bias_t, mask_t, lab, NULL, NULL, NULL, res, work, v64, n_fixed, hd_fixed);
     for (i = 0; i < n; ++i)
       for (d = 0; d < hd; ++d) out[(size_t)i * ld + d] = res[d * n + i];
   }
@@ -506,7 +622,8 @@ static inline __attribute__((always_inline)) void win_range(const att_ctx *c, in
         ckt[e] = (float)tk[ho + e];
         cvt[e] = (float)tv[ho + e];
       }
-      att_head(c, cqt, ckt, cvt, c->bias + (size_t)h * n * n, NULL, lab, ob + ho, work, v64, n_fixed, hd_fixed);
+      att_head(c, cqt, ckt, cvt, c->bias + (size_t)h * n * n, NULL, lab, tq + ho, tk + ho, tv + ho, ob + ho, work,
+               v64, n_fixed, hd_fixed);
     }
     att_transpose_f32(ob, dim, n, (size_t)n, c->out + off, (size_t)dim);
   }
@@ -543,7 +660,7 @@ static void att_range_generic(att_ctx *c, long long t0, long long t1, float *scr
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
 __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void att_range_avx512(
     att_ctx *c, long long t0, long long t1, float *scratch) {
-  ATT_DISPATCH(c, 1);
+  ATT_DISPATCH(c, 2); /* 2: also the VNNI attn·V */
 }
 __attribute__((target("avx2,fma"))) static void att_range_avx2(att_ctx *c, long long t0, long long t1,
                                                                float *scratch) {
