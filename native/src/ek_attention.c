@@ -70,13 +70,7 @@ static inline void att_codes_rows(const float *x, int n, int hd, int ld, const e
   for (i = 0; i < n; ++i) att_codes(x + (size_t)i * ld, hd, p, out + i * hd);
 }
 
-/* Codes given as bytes: rows ld apart -> floats row-major (n x hd), or transposed (hd x n). */
-static inline void att_u8_rows(const uint8_t *x, int n, int hd, int ld, float *out) {
-  int i, d;
-  for (i = 0; i < n; ++i)
-    for (d = 0; d < hd; ++d) out[i * hd + d] = (float)x[(size_t)i * ld + d];
-}
-
+/* Codes given as bytes, rows ld apart -> floats transposed (hd x n). */
 static inline void att_u8_t(const uint8_t *x, int n, int hd, int ld, float *out) {
   int i, d;
   for (i = 0; i < n; ++i)
