@@ -14,18 +14,23 @@ from tests.conftest import TINY
 TILE = (8, 12)
 
 
-@pytest.fixture(scope="module")
-def quant_model():
-    torch.manual_seed(0)
-    m = SwinIR(SwinIRConfig(scale=2, **TINY)).eval()
+def _random_quant_model(seed: int, tile: tuple[int, int], **config) -> SwinIR:
+    """A tiny W4A4 model with large random weights (so every quantizer is exercised), MinMax bounds."""
+    torch.manual_seed(seed)
+    m = SwinIR(SwinIRConfig(scale=2, **{**TINY, **config})).eval()
     with torch.no_grad():
         for p in m.parameters():
             if p.dim() > 1:
                 p.normal_(0, 0.2)
-    config = QuantConfig(bits=4, init="minmax")
-    q = quantize(m, config)
-    calibrate(q, torch.rand(2, 3, *TILE), config)
+    qc = QuantConfig(bits=4, init="minmax")
+    q = quantize(m, qc)
+    calibrate(q, torch.rand(2, 3, *tile), qc)
     return q.eval()
+
+
+@pytest.fixture(scope="module")
+def quant_model():
+    return _random_quant_model(0, TILE)
 
 
 def _blocks(q):
@@ -46,13 +51,12 @@ def test_block_op_equals_model_block(quant_model):
         assert (got - want).abs().max() < 1e-5
 
 
-def test_native_block_matches_model_block_on_every_isa(quant_model):
-    rng = np.random.default_rng(3)
-    x = rng.normal(0, 1, (TILE[0] * TILE[1], TINY["embed_dim"])).astype(np.float32)
-    for blk in _blocks(quant_model):
+def _assert_native_blocks_match(blocks, x: np.ndarray, tile: tuple[int, int]) -> None:
+    """Each block's native op on every ISA, 1 and 2 threads, against the fake-quant block."""
+    for blk in blocks:
         with torch.no_grad():
-            want = blk(torch.from_numpy(x)[None], TILE)[0].numpy()
-        kwargs = swin_block.native_kwargs(swin_block.block_tensors(blk), swin_block.block_scalars(blk, TILE))
+            want = blk(torch.from_numpy(x)[None], tile)[0].numpy()
+        kwargs = swin_block.native_kwargs(swin_block.block_tensors(blk), swin_block.block_scalars(blk, tile))
         for isa in native.available_isas():
             with native.force_isa(isa):
                 block = native.SwinBlock(**kwargs)
@@ -65,33 +69,19 @@ def test_native_block_matches_model_block_on_every_isa(quant_model):
                     assert err.max() < 0.5, (isa, threads)
 
 
+def test_native_block_matches_model_block_on_every_isa(quant_model):
+    x = np.random.default_rng(3).normal(0, 1, (TILE[0] * TILE[1], TINY["embed_dim"])).astype(np.float32)
+    _assert_native_blocks_match(_blocks(quant_model), x, TILE)
+
+
 def test_native_block_with_64_token_windows_matches_model_block():
-    """Window 8, SwinIR-light's: the attention's 64-token vector path inside whole-window tasks (tile 16 x 16:
-    four windows, shifted and plain blocks), on every ISA, against the fake-quant block."""
-    torch.manual_seed(2)
-    cfg = dict(TINY, window_size=8)
-    m = SwinIR(SwinIRConfig(scale=2, **cfg)).eval()
-    with torch.no_grad():
-        for p in m.parameters():
-            if p.dim() > 1:
-                p.normal_(0, 0.2)
-    config = QuantConfig(bits=4, init="minmax")
-    q = quantize(m, config)
-    calibrate(q, torch.rand(2, 3, 16, 16), config)
-    x = np.random.default_rng(4).normal(0, 1, (256, cfg["embed_dim"])).astype(np.float32)
-    blocks = _blocks(q.eval())
+    """Window 8, SwinIR-light's: the attention's 64-token paths (float, and VNNI where the CPU has it) inside
+    whole-window tasks (tile 16 x 16: four windows, shifted and plain blocks), against the fake-quant block."""
+    q = _random_quant_model(2, (16, 16), window_size=8)
+    blocks = _blocks(q)
     assert {blk.shift for blk in blocks} == {0, 4}
-    for blk in blocks:
-        with torch.no_grad():
-            want = blk(torch.from_numpy(x)[None], (16, 16))[0].numpy()
-        kwargs = swin_block.native_kwargs(swin_block.block_tensors(blk), swin_block.block_scalars(blk, (16, 16)))
-        for isa in native.available_isas():
-            with native.force_isa(isa):
-                block = native.SwinBlock(**kwargs)
-                for threads in (1, 2):
-                    err = np.abs(block.run(x, threads=threads) - want)
-                    assert int(np.any(err > 1e-4, axis=1).sum()) <= 2, (isa, threads, err.max())
-                    assert err.max() < 0.5, (isa, threads)
+    x = np.random.default_rng(4).normal(0, 1, (256, TINY["embed_dim"])).astype(np.float32)
+    _assert_native_blocks_match(blocks, x, (16, 16))
 
 
 def test_block_eligibility(quant_model):
