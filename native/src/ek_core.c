@@ -18,7 +18,7 @@
 
 #define EK_VERSION "0.1.0"
 #define EK_ROW_BLOCK 64 /* activation rows quantized and multiplied at a time (a multiple of every kernel's MR) */
-#define EK_STACK_SCRATCH 16384
+#define EK_STACK_SCRATCH 49152 /* per linear task: a row block's codes and sums, and for a fused output its rows */
 
 /* ------------------------------------------------------------------------------------------------------------
  * CPU features and dispatch
@@ -350,12 +350,16 @@ void edgesr_qlinear_destroy(edgesr_qlinear *layer) {
 
 typedef struct {
   const edgesr_qlinear *layer;
-  const float *x;         /* float mode */
-  const uint8_t *x_codes; /* accumulate mode */
+  const float *x;          /* float mode */
+  const uint8_t *x_codes;  /* accumulate mode; or, with y, codes already padded to kp (see ek_qlinear_run_ex) */
+  const int32_t *x_rowsum; /* with y and x_codes: their row sums */
   int m;
   float *y;
   int32_t *acc;
-  int next; /* next row block to take (atomic) */
+  ek_rows_hook hook; /* with y: called on each row block of y while it is in cache */
+  void *hook_arg;
+  int y_scratch; /* with hook: y is a per-thread row block, not the output */
+  int next;      /* next row block to take (atomic) */
 } linear_ctx;
 
 /* Row blocks are handed out dynamically: a thread that starts late (a busy core, a little core) takes fewer. */
@@ -363,20 +367,22 @@ static void linear_task(void *vctx, int tid, int nt) {
   linear_ctx *c = (linear_ctx *)vctx;
   const edgesr_qlinear *L = c->layer;
   const int kp = L->kp, k = L->k, n = L->n;
+  const size_t code_bytes = align64((size_t)EK_ROW_BLOCK * kp), sums_bytes = EK_ROW_BLOCK * (sizeof(int32_t) + sizeof(float));
   int rb, i;
   scratch s;
   unsigned char *buf;
   uint8_t *codes;
   int32_t *rx;
-  float *rt;
+  float *rt, *yb;
   ek_gemm_args a;
   (void)tid;
   (void)nt;
-  buf = scratch_get(&s, align64((size_t)EK_ROW_BLOCK * kp) + EK_ROW_BLOCK * (sizeof(int32_t) + sizeof(float)));
+  buf = scratch_get(&s, code_bytes + sums_bytes + (c->y_scratch ? (size_t)EK_ROW_BLOCK * n * sizeof(float) : 0));
   if (!buf) return;
   codes = buf;
-  rx = (int32_t *)(buf + align64((size_t)EK_ROW_BLOCK * kp));
+  rx = (int32_t *)(buf + code_bytes);
   rt = (float *)(rx + EK_ROW_BLOCK);
+  yb = c->y_scratch ? (float *)(buf + code_bytes + sums_bytes) : NULL;
 
   memset(&a, 0, sizeof a);
   a.x = codes;
@@ -397,17 +403,24 @@ static void linear_task(void *vctx, int tid, int nt) {
   while ((rb = EK_ROW_BLOCK * __atomic_fetch_add(&c->next, 1, __ATOMIC_RELAXED)) < c->m) {
     int rows = ek_min(EK_ROW_BLOCK, c->m - rb);
     a.m = rows;
-    if (c->y) {
-      L->ops->quantize_rows(c->x + (size_t)rb * k, (size_t)k, rows, k, kp, &L->xq, codes, (size_t)kp,
-                            L->ones ? NULL : rx);
+    if (!c->acc) { /* float output */
+      if (c->x_codes) { /* codes and row sums made by the caller */
+        a.x = c->x_codes + (size_t)rb * kp;
+        if (!L->ones) memcpy(rx, c->x_rowsum + rb, sizeof(int32_t) * (size_t)rows);
+      } else {
+        a.x = codes;
+        L->ops->quantize_rows(c->x + (size_t)rb * k, (size_t)k, rows, k, kp, &L->xq, codes, (size_t)kp,
+                              L->ones ? NULL : rx);
+      }
       if (!L->ones)
         for (i = 0; i < rows; ++i) rt[i] = L->c_rx * (float)rx[i];
-      a.y = c->y + (size_t)rb * n;
+      a.y = yb ? yb : c->y + (size_t)rb * n;
     } else {
       pad_codes(c->x_codes + (size_t)rb * k, (size_t)k, rows, k, kp, codes, rx);
       a.acc = c->acc + (size_t)rb * n;
     }
     L->ops->gemm(&a);
+    if (c->hook) c->hook(c->hook_arg, a.y, rb, rows);
   }
   if (s.heap) aligned_free(s.heap);
 }
@@ -417,27 +430,49 @@ static int linear_threads(int threads, int m) {
   return nt < blocks ? nt : blocks;
 }
 
-/* Float input -> float output (x, y), or codes -> int32 accumulators (x_codes, acc). */
-static void linear_launch(const edgesr_qlinear *layer, const float *x, const uint8_t *x_codes, int m, float *y,
-                          int32_t *acc, int threads) {
-  linear_ctx c;
-  c.layer = layer;
-  c.x = x;
-  c.x_codes = x_codes;
-  c.m = m;
-  c.y = y;
-  c.acc = acc;
-  c.next = 0;
-  ek_parallel(linear_threads(threads, m), linear_task, &c);
+static void linear_launch(linear_ctx *c, int threads) {
+  c->next = 0;
+  ek_parallel(linear_threads(threads, c->m), linear_task, c);
 }
 
 void edgesr_qlinear_run(const edgesr_qlinear *layer, const float *x, int m, float *y, int threads) {
-  if (layer && x && y && m >= 1) linear_launch(layer, x, NULL, m, y, NULL, threads);
+  if (layer && x && y && m >= 1) ek_qlinear_run_ex(layer, x, NULL, NULL, m, y, NULL, NULL, threads);
+}
+
+void ek_qlinear_run_ex(const edgesr_qlinear *layer, const float *x, const uint8_t *x_codes, const int32_t *x_rowsum,
+                       int m, float *y, ek_rows_hook hook, void *hook_arg, int threads) {
+  linear_ctx c;
+  memset(&c, 0, sizeof c);
+  c.layer = layer;
+  c.x = x;
+  c.x_codes = x_codes;
+  c.x_rowsum = x_rowsum;
+  c.m = m;
+  c.y = y;
+  c.y_scratch = !y; /* no output buffer: the hook gets a per-thread block */
+  c.hook = hook;
+  c.hook_arg = hook_arg;
+  linear_launch(&c, threads);
+}
+
+int ek_qlinear_padded_k(const edgesr_qlinear *layer) { return layer->kp; }
+
+void ek_qlinear_quantize_input(const edgesr_qlinear *layer, const float *x, int rows, uint8_t *codes,
+                               int32_t *rowsum) {
+  layer->ops->quantize_rows(x, (size_t)layer->k, rows, layer->k, layer->kp, &layer->xq, codes, (size_t)layer->kp,
+                            layer->ones ? NULL : rowsum); /* with a ones channel the GEMM finds the sums itself */
 }
 
 void edgesr_qlinear_accumulate(const edgesr_qlinear *layer, const uint8_t *x_codes, int m, int32_t *acc,
                                int threads) {
-  if (layer && x_codes && acc && m >= 1) linear_launch(layer, NULL, x_codes, m, NULL, acc, threads);
+  linear_ctx c;
+  if (!layer || !x_codes || !acc || m < 1) return;
+  memset(&c, 0, sizeof c);
+  c.layer = layer;
+  c.x_codes = x_codes;
+  c.m = m;
+  c.acc = acc;
+  linear_launch(&c, threads);
 }
 
 /* ------------------------------------------------------------------------------------------------------------

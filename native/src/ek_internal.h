@@ -214,6 +214,22 @@ EK_INLINE float ek_exp_approx(float x) {
   return p * s;
 }
 
+/* Called by ek_qlinear_run_ex for each block of output rows [row0, row0 + rows) (row stride: the layer's N) by
+ * the thread that computed it, while it is in cache. */
+typedef void (*ek_rows_hook)(void *arg, float *y, int row0, int rows);
+
+/* edgesr_qlinear_run with two fusions for the Swin block: the input may come as codes already quantized with
+ * this layer's input bounds (x_codes: m rows of ek_qlinear_padded_k bytes, zero padded, and x_rowsum: their
+ * sums; x is then unused), and hook (optional) sees each block of output rows; with y NULL the rows go to a
+ * per-thread block, so an output only the hook needs never goes to memory. */
+EK_HIDDEN void ek_qlinear_run_ex(const edgesr_qlinear *layer, const float *x, const uint8_t *x_codes,
+                                 const int32_t *x_rowsum, int m, float *y, ek_rows_hook hook, void *hook_arg,
+                                 int threads);
+EK_HIDDEN int ek_qlinear_padded_k(const edgesr_qlinear *layer);
+/* rows x K floats -> codes with the layer's input quantizer, rows of ek_qlinear_padded_k bytes, and row sums. */
+EK_HIDDEN void ek_qlinear_quantize_input(const edgesr_qlinear *layer, const float *x, int rows, uint8_t *codes,
+                                         int32_t *rowsum);
+
 /* edgesr_qattention for callers that prepare its constants once: bias and mask already transposed per n x n
  * block (bias_t[h][j][i] = bias[h][i][j]); or, instead of a mask, (mask_windows, n) region labels (the shifted-
  * window mask is -100 where two tokens' labels differ). token_major: q, k, v and out are (groups, n, heads * hd)

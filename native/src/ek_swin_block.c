@@ -3,14 +3,15 @@
  * Why one op: between its six quantized linears and its attention a Swin block has two LayerNorms, a shift,
  * window partition / reverse, GELU and two residual adds. Run as separate graph nodes, each of those is a
  * memory pass plus a framework boundary; here they are folded into the passes that must exist anyway:
- *   LN1 writes its tokens straight to their (shifted) window positions, the attention reads the codes of q, k
- *   and v in the layout the linears wrote, and the residual add scatters the projection back to token order
- *   and applies LN2 to each token while it is in cache.
+ *   LN1 writes its tokens straight to their (shifted) window positions; q, k and v go from each block of the
+ *   linears' output rows straight to the attention's codes, in the layout the attention reads; the residual add
+ *   scatters the projection back to token order and applies LN2 to each token while it is in cache; fc1's rows
+ *   go through GELU to fc2's input codes the same way, so neither q/k/v nor the hidden layer is stored as floats.
  * Example, SwinIR-light on a 64x64 tile: 4096 tokens x 60 channels, 64 windows of 64 tokens, 6 heads of 10.
  *
- * Workspace (floats, T tokens, C channels, F hidden): A (T x C): windows, later LN2; Q, K, V (T x C each):
- * the projections, Q later holds proj's output and K fc2's; H (T x max(F, C)): attention output, later fc1;
- * then 3 T x C bytes: the codes of q, k, v (quantized in one contiguous pass, not row by row in attention).
+ * Workspace (floats, T tokens, C channels): A (T x C): windows, later LN2; Q, K (T x C each): proj's and fc2's
+ * outputs; H (T x blk_h_floats): the attention's output, later fc2's input codes; then 3 T x C bytes: the codes
+ * of q, k, v.
  */
 #include "ek_internal.h"
 
@@ -43,14 +44,11 @@ typedef struct {
   const float *x;
   float *out, *dst;
   const float *src;
-  uint8_t *codes; /* STAGE_QKV_CODES: 3 x count bytes */
-  size_t count;   /* rows (LN, scatter) or elements (GELU, add, codes) */
+  size_t count; /* rows (LN, scatter) or elements (GELU, add) */
   int stage;
 } blk_ctx;
 
-enum { STAGE_LN1_GATHER, STAGE_QKV_CODES, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STAGE_ADD };
-
-#define BLK_CODE_CHUNK 2048 /* q is scaled then quantized this many floats at a time, while they are in L1 */
+enum { STAGE_LN1_GATHER, STAGE_SCATTER_ADD_LN2, STAGE_GELU, STAGE_ADD };
 
 #define BLK_LANES 8 /* partial sums: a strict left-to-right float sum is one serial add chain per token */
 
@@ -125,19 +123,6 @@ EK_INLINE void blk_stage_body(const blk_ctx *c, size_t i0, size_t i1) {
                      c->dst + (i + t) * dim);
     }
     break;
-  case STAGE_QKV_CODES: { /* q (scaled first), k, v: consecutive in src; codes with the library's quantizer */
-    const float *ab = b->attn_bounds; /* q, k, map, v */
-    float *EK_RESTRICT q = c->dst;
-    size_t j, k;
-    for (j = i0; j < i1; j += BLK_CODE_CHUNK) {
-      const size_t len = i1 - j < BLK_CODE_CHUNK ? i1 - j : BLK_CODE_CHUNK;
-      for (k = j; k < j + len; ++k) q[k] *= b->q_scale;
-      edgesr_quantize_codes(q + j, len, ab[0], ab[1], b->bits, c->codes + j);
-    }
-    edgesr_quantize_codes(c->src + c->count + i0, i1 - i0, ab[2], ab[3], b->bits, c->codes + c->count + i0);
-    edgesr_quantize_codes(c->src + 2 * c->count + i0, i1 - i0, ab[6], ab[7], b->bits, c->codes + 2 * c->count + i0);
-    break;
-  }
   case STAGE_SCATTER_ADD_LN2: /* residual back in token order, and LN2 of the tokens while they are in L1 */
     for (i = i0; i < i1; i += BLK_LN_BATCH) {
       const int cnt = i1 - i < BLK_LN_BATCH ? (int)(i1 - i) : BLK_LN_BATCH;
@@ -184,9 +169,8 @@ __attribute__((target("avx2,fma"))) static void blk_stage_avx2(const blk_ctx *c,
 }
 #endif
 
-static void blk_task(void *ctx, int tid, int nt) {
-  const blk_ctx *c = (const blk_ctx *)ctx;
-  const size_t i0 = c->count * (size_t)tid / (size_t)nt, i1 = c->count * (size_t)(tid + 1) / (size_t)nt;
+/* Stage c over [i0, i1) on the active ISA's copy. */
+static void blk_stage_range(const blk_ctx *c, size_t i0, size_t i1) {
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
   const int isa = edgesr_active_isa();
   if (isa == EDGESR_ISA_AVX512_VNNI) {
@@ -201,8 +185,47 @@ static void blk_task(void *ctx, int tid, int nt) {
   blk_stage_generic(c, i0, i1);
 }
 
+static void blk_task(void *ctx, int tid, int nt) {
+  const blk_ctx *c = (const blk_ctx *)ctx;
+  blk_stage_range(c, c->count * (size_t)tid / (size_t)nt, c->count * (size_t)(tid + 1) / (size_t)nt);
+}
+
+/* ---- row-block hooks of the linears (fusions: the rows are still in cache) ----------------------------------- */
+
+typedef struct {
+  const struct edgesr_swin_block *b;
+  uint8_t *codes;     /* q/k/v: the attention's codes (tokens x dim); fc1: fc2's input codes (tokens x kp) */
+  int32_t *rowsum;    /* fc1: their row sums */
+  float lower, upper; /* q/k/v: the attention quantizer's bounds */
+  int scale_q;        /* q: times q_scale first */
+} blk_hook;
+
+/* q, k or v rows -> the attention's codes (q times its scale first, as the attention takes it). */
+static void blk_hook_attn_codes(void *arg, float *y, int row0, int rows) {
+  const blk_hook *h = (const blk_hook *)arg;
+  const int dim = h->b->dim;
+  const size_t count = (size_t)rows * dim;
+  size_t i;
+  if (h->scale_q)
+    for (i = 0; i < count; ++i) y[i] *= h->b->q_scale;
+  edgesr_quantize_codes(y, count, h->lower, h->upper, h->b->bits, h->codes + (size_t)row0 * dim);
+}
+
+/* fc1 rows -> GELU -> fc2's input codes and row sums. */
+static void blk_hook_gelu_codes(void *arg, float *y, int row0, int rows) {
+  const blk_hook *h = (const blk_hook *)arg;
+  const edgesr_qlinear *fc2 = h->b->lin[LIN_FC2];
+  blk_ctx c;
+  memset(&c, 0, sizeof c);
+  c.b = h->b;
+  c.dst = y;
+  c.stage = STAGE_GELU;
+  blk_stage_range(&c, 0, (size_t)rows * h->b->hidden);
+  ek_qlinear_quantize_input(fc2, y, rows, h->codes + (size_t)row0 * ek_qlinear_padded_k(fc2), h->rowsum + row0);
+}
+
 static void blk_stage(const struct edgesr_swin_block *b, int stage, const float *x, float *out, float *dst,
-                      const float *src, uint8_t *codes, size_t count, int threads) {
+                      const float *src, size_t count, int threads) {
   blk_ctx c;
   c.b = b;
   c.x = x;
@@ -211,7 +234,6 @@ static void blk_stage(const struct edgesr_swin_block *b, int stage, const float 
   c.src = src;
   c.count = count;
   c.stage = stage;
-  c.codes = codes;
   ek_parallel(threads, blk_task, &c);
 }
 
@@ -320,21 +342,26 @@ void edgesr_swin_block_shape(const edgesr_swin_block *b, int *tokens, int *dim) 
 
 int edgesr_swin_block_window(const edgesr_swin_block *b) { return b ? b->window : 0; }
 
+/* Floats per token of H: the attention's output (dim), later fc2's input codes (padded K bytes) and their sum. */
+static size_t blk_h_floats(const edgesr_swin_block *b) {
+  return (size_t)ek_max(b->dim, (ek_qlinear_padded_k(b->lin[LIN_FC2]) + 3) / 4 + 1);
+}
+
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
   /* + 16 floats: the attention's tile transposes read up to 15 bytes past the last code. */
-  return (size_t)b->tokens * (4 * (size_t)b->dim + (size_t)ek_max(b->hidden, b->dim)) +
-         ((size_t)b->tokens * b->dim * 3 + 3) / 4 + 16;
+  return (size_t)b->tokens * (3 * (size_t)b->dim + blk_h_floats(b)) + ((size_t)b->tokens * b->dim * 3 + 3) / 4 + 16;
 }
 
 /* ---- run -------------------------------------------------------------------------------------------------- */
 
 int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out, float *workspace, int threads) {
   size_t tc;
-  float *own = NULL, *A, *Q, *K, *V, *H;
+  float *own = NULL, *A, *Q, *K, *H;
   uint8_t *codes;
   const uint8_t *code_ptrs[3];
-  int nt, rc;
+  blk_hook hook;
+  int nt, rc, i;
   if (!b || !x || !out) return -1;
   tc = (size_t)b->tokens * b->dim;
   if (!workspace) {
@@ -346,15 +373,21 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
   A = workspace;
   Q = A + tc;
   K = Q + tc;
-  V = K + tc;
-  H = V + tc;
-  codes = (uint8_t *)(H + (size_t)b->tokens * ek_max(b->hidden, b->dim));
-  /* Attention half: LN1 into shifted windows, q/k/v, attention, proj, back to tokens with the residual. */
-  blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, NULL, (size_t)b->tokens, nt);
-  edgesr_qlinear_run(b->lin[LIN_Q], A, b->tokens, Q, nt);
-  edgesr_qlinear_run(b->lin[LIN_K], A, b->tokens, K, nt);
-  edgesr_qlinear_run(b->lin[LIN_V], A, b->tokens, V, nt);
-  blk_stage(b, STAGE_QKV_CODES, NULL, NULL, Q, Q, codes, tc, nt);
+  H = K + tc;
+  codes = (uint8_t *)(H + (size_t)b->tokens * blk_h_floats(b));
+  /* Attention half: LN1 into shifted windows; q/k/v, each straight to the attention's codes; attention; proj;
+   * back to tokens with the residual. */
+  blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, (size_t)b->tokens, nt);
+  for (i = 0; i < 3; ++i) {
+    const float *ab = b->attn_bounds + (i == 0 ? 0 : i == 1 ? 2 : 6); /* bounds: q, k, map, v */
+    hook.b = b;
+    hook.codes = codes + (size_t)i * tc;
+    hook.rowsum = NULL;
+    hook.lower = ab[0];
+    hook.upper = ab[1];
+    hook.scale_q = i == 0;
+    ek_qlinear_run_ex(b->lin[LIN_Q + i], A, NULL, NULL, b->tokens, NULL, blk_hook_attn_codes, &hook, nt);
+  }
   code_ptrs[0] = codes;
   code_ptrs[1] = codes + tc;
   code_ptrs[2] = codes + 2 * tc;
@@ -362,12 +395,16 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
                        NULL, b->labels, b->windows, b->attn_bounds, b->bits, H, nt);
   if (rc == 0) {
     edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
-    blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, NULL, (size_t)b->tokens, nt);
-    /* MLP half. */
-    edgesr_qlinear_run(b->lin[LIN_FC1], A, b->tokens, H, nt);
-    blk_stage(b, STAGE_GELU, NULL, NULL, H, NULL, NULL, (size_t)b->tokens * b->hidden, nt);
-    edgesr_qlinear_run(b->lin[LIN_FC2], H, b->tokens, K, nt);
-    blk_stage(b, STAGE_ADD, NULL, out, NULL, K, NULL, tc, nt);
+    blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, (size_t)b->tokens, nt);
+    /* MLP half: fc1's rows go through GELU to fc2's input codes (in H) while in cache, then fc2 from codes. */
+    hook.b = b;
+    hook.codes = (uint8_t *)H;
+    hook.rowsum = (int32_t *)(void *)(H + ((size_t)b->tokens * ek_qlinear_padded_k(b->lin[LIN_FC2]) + 3) / 4);
+    /* (fits: H has tokens x blk_h_floats floats) */
+    hook.scale_q = 0;
+    ek_qlinear_run_ex(b->lin[LIN_FC1], A, NULL, NULL, b->tokens, NULL, blk_hook_gelu_codes, &hook, nt);
+    ek_qlinear_run_ex(b->lin[LIN_FC2], NULL, hook.codes, hook.rowsum, b->tokens, K, NULL, NULL, nt);
+    blk_stage(b, STAGE_ADD, NULL, out, NULL, K, tc, nt);
   }
   free(own);
   return rc;
