@@ -351,12 +351,12 @@ void edgesr_qlinear_destroy(edgesr_qlinear *layer) {
 typedef struct {
   const edgesr_qlinear *layer;
   const float *x;          /* float mode */
-  const uint8_t *x_codes;  /* accumulate mode; or, with y, codes already padded to kp (see ek_qlinear_run_ex) */
-  const int32_t *x_rowsum; /* with y and x_codes: their row sums */
+  const uint8_t *x_codes;  /* accumulate mode; or, for float output, codes already padded to kp (ek_qlinear_run_ex) */
+  const int32_t *x_rowsum; /* float output from x_codes: their row sums */
   int m;
   float *y;
   int32_t *acc;
-  ek_rows_hook hook; /* with y: called on each row block of y while it is in cache */
+  ek_rows_hook hook; /* float output: called on each row block of it while it is in cache */
   void *hook_arg;
   int y_scratch; /* with hook: y is a per-thread row block, not the output */
   int next;      /* next row block to take (atomic) */
@@ -367,7 +367,8 @@ static void linear_task(void *vctx, int tid, int nt) {
   linear_ctx *c = (linear_ctx *)vctx;
   const edgesr_qlinear *L = c->layer;
   const int kp = L->kp, k = L->k, n = L->n;
-  const size_t code_bytes = align64((size_t)EK_ROW_BLOCK * kp), sums_bytes = EK_ROW_BLOCK * (sizeof(int32_t) + sizeof(float));
+  const size_t code_bytes = align64((size_t)EK_ROW_BLOCK * kp);
+  const size_t sums_bytes = EK_ROW_BLOCK * (sizeof(int32_t) + sizeof(float)); /* a multiple of 64 */
   int rb, i;
   scratch s;
   unsigned char *buf;
