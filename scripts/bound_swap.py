@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from edgesr.converter.artifact import load_artifact, read_artifact_metadata
+from edgesr.converter.artifact import is_artifact, load_artifact, read_artifact_metadata
 from edgesr.converter.quant import FakeQuantizer, quantizers
 from edgesr.evaluate import evaluate, torch_upscaler
 
@@ -71,8 +71,8 @@ def main() -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     for path in (args.base, args.donor):
-        if not path.is_file():
-            print(f"error: {path}: no such artifact", file=sys.stderr)
+        if not is_artifact(path):
+            print(f"error: {path}: not an edgesr quantized artifact", file=sys.stderr)
             return 2
     mb, md = read_artifact_metadata(args.base), read_artifact_metadata(args.donor)
     if mb["provenance"].get("source_sha256") != md["provenance"].get("source_sha256"):

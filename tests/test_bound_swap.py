@@ -55,3 +55,16 @@ def test_each_class_comes_from_the_donor_and_nothing_else(tmp_path):
             assert float(q.upper) == (2.0 if from_donor else 1.0), (swap, name)
         expected_w = donor_w if swap == "weight" else base_w
         assert all(torch.equal(p, expected_w[n]) for n, p in _weights(model).items()), swap
+
+
+def test_a_file_that_is_not_an_artifact_is_refused_without_a_traceback(tmp_path):
+    import subprocess
+    import sys
+
+    bogus = tmp_path / "x.safetensors"
+    bogus.write_bytes(b"not a safetensors file")
+    script = Path(__file__).resolve().parent.parent / "scripts" / "bound_swap.py"
+    r = subprocess.run([sys.executable, str(script), "--base", str(bogus), "--donor", str(bogus)],
+                       capture_output=True, text=True)
+    assert r.returncode == 2
+    assert "not an edgesr quantized artifact" in r.stderr and "Traceback" not in r.stderr

@@ -347,6 +347,13 @@ static size_t blk_h_floats(const edgesr_swin_block *b) {
   return (size_t)ek_max(b->dim, (ek_qlinear_padded_k(b->lin[LIN_FC2]) + 3) / 4 + 1);
 }
 
+/* fc2's input codes (tokens x padded K bytes) at the start of H, their row sums right after: what blk_h_floats
+ * sizes. */
+static void blk_fc2_input(const edgesr_swin_block *b, float *H, uint8_t **codes, int32_t **rowsum) {
+  *codes = (uint8_t *)H;
+  *rowsum = (int32_t *)(void *)(H + ((size_t)b->tokens * ek_qlinear_padded_k(b->lin[LIN_FC2]) + 3) / 4);
+}
+
 size_t edgesr_swin_block_workspace_floats(const edgesr_swin_block *b) {
   if (!b) return 0;
   /* + 16 floats: the attention's tile transposes read up to 15 bytes past the last code. */
@@ -377,12 +384,12 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
   codes = (uint8_t *)(H + (size_t)b->tokens * blk_h_floats(b));
   /* Attention half: LN1 into shifted windows; q/k/v, each straight to the attention's codes; attention; proj;
    * back to tokens with the residual. */
+  memset(&hook, 0, sizeof hook);
+  hook.b = b;
   blk_stage(b, STAGE_LN1_GATHER, x, NULL, A, NULL, (size_t)b->tokens, nt);
   for (i = 0; i < 3; ++i) {
     const float *ab = b->attn_bounds + (i == 0 ? 0 : i == 1 ? 2 : 6); /* bounds: q, k, map, v */
-    hook.b = b;
     hook.codes = codes + (size_t)i * tc;
-    hook.rowsum = NULL;
     hook.lower = ab[0];
     hook.upper = ab[1];
     hook.scale_q = i == 0;
@@ -397,10 +404,7 @@ int edgesr_swin_block_run(const edgesr_swin_block *b, const float *x, float *out
     edgesr_qlinear_run(b->lin[LIN_PROJ], H, b->tokens, Q, nt);
     blk_stage(b, STAGE_SCATTER_ADD_LN2, x, out, A, Q, (size_t)b->tokens, nt);
     /* MLP half: fc1's rows go through GELU to fc2's input codes (in H) while in cache, then fc2 from codes. */
-    hook.b = b;
-    hook.codes = (uint8_t *)H;
-    hook.rowsum = (int32_t *)(void *)(H + ((size_t)b->tokens * ek_qlinear_padded_k(b->lin[LIN_FC2]) + 3) / 4);
-    /* (fits: H has tokens x blk_h_floats floats) */
+    blk_fc2_input(b, H, &hook.codes, &hook.rowsum);
     hook.scale_q = 0;
     ek_qlinear_run_ex(b->lin[LIN_FC1], A, NULL, NULL, b->tokens, NULL, blk_hook_gelu_codes, &hook, nt);
     ek_qlinear_run_ex(b->lin[LIN_FC2], NULL, hook.codes, hook.rowsum, b->tokens, K, NULL, NULL, nt);
