@@ -397,7 +397,9 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_device_selftest_pack(args: argparse.Namespace) -> int:
-    """The demo app's self-test files: an LR input and this machine's upscale of it with the same model file."""
+    """The demo app's self-test files: an LR input and this machine's upscale of it with the same model file,
+    named after it (selftest_expected_w4.pte.png), so one folder can hold the packs of several models made from
+    the same input."""
     from pathlib import Path
 
     from edgesr.data.io import load_rgb, save_png
@@ -408,16 +410,19 @@ def cmd_device_selftest_pack(args: argparse.Namespace) -> int:
     if not model_path.is_file():
         raise EdgesrError(f"{model_path}: no such file")
     out = Path(args.out)
-    targets = [out / "selftest_input.png", out / "selftest_expected.png"]
-    if any(t.exists() for t in targets) and not args.force:
-        raise EdgesrError(f"{out} already holds self-test files (use --force to overwrite)")
+    input_png, expected_png = out / "selftest_input.png", out / f"selftest_expected_{model_path.name}.png"
+    if expected_png.exists() and not args.force:
+        raise EdgesrError(f"{expected_png} already exists (use --force to overwrite)")
     image = load_rgb(args.image) if args.image else sample_photos(["astronaut"])["astronaut"][::4, ::4]
     image = np.ascontiguousarray(image[: args.size, : args.size])
+    if input_png.exists() and not args.force and not np.array_equal(load_rgb(input_png), image):
+        raise EdgesrError(f"{input_png} holds another input (other --image/--size?): the other models' expected "
+                          "outputs were made from it; use another --out, or --force to replace it")
     expected = upscale(open_model(model_path), image, args.overlap)
     out.mkdir(parents=True, exist_ok=True)
-    save_png(image, targets[0])
-    save_png(expected, targets[1])
-    print(f"{targets[0]} ({image.shape[1]}x{image.shape[0]}), {targets[1]} ({expected.shape[1]}x{expected.shape[0]}); "
+    save_png(image, input_png)
+    save_png(expected, expected_png)
+    print(f"{input_png} ({image.shape[1]}x{image.shape[0]}), {expected_png} ({expected.shape[1]}x{expected.shape[0]}); "
           f"adb push them with {model_path.name} to /sdcard/Android/data/dev.edgesr.demo/files/")
     return 0
 
@@ -562,11 +567,11 @@ def build_parser() -> argparse.ArgumentParser:
                                     "model, shared tile plan) and compare it with this machine's")
     db.set_defaults(func=cmd_device_bench)
     dp = dsub.add_parser("selftest-pack", help="input + expected output for the Android app's self-test button")
-    dp.add_argument("--model", required=True, help="the .tflite the app runs (w4.tflite)")
+    dp.add_argument("--model", required=True, help="the file the app runs (w4.tflite or w4.pte)")
     dp.add_argument("--image", help="LR input (default: a crop of scikit-image's astronaut)")
     dp.add_argument("--size", type=int, default=96, help="crop the input to at most SIZE x SIZE (default 96)")
     dp.add_argument("--overlap", type=int, default=16, help="tile overlap, as the app uses (default 16)")
-    dp.add_argument("--out", required=True, help="folder for selftest_input.png and selftest_expected.png")
+    dp.add_argument("--out", required=True, help="folder for selftest_input.png and selftest_expected_<model>.png")
     dp.add_argument("--force", action="store_true")
     dp.set_defaults(func=cmd_device_selftest_pack)
 

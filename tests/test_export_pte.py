@@ -179,3 +179,64 @@ def test_partly_quantized_model_keeps_fp_layers_and_falls_back_per_layer(tmp_pat
         ref = q(x).numpy()
     out = PteModel(path).run(x.numpy())
     assert np.abs(out - ref).mean() < 1e-5 and np.abs(out - ref).max() < 1e-3
+
+
+def _pte_runner():
+    """The C API of converter/export/executorch/runtime/edgesr_pte_runner.cpp (what the Android app's JNI glue
+    calls), built against the wheel's runtime; the delegate library (EdgesrInt4Backend) is loaded first."""
+    import ctypes
+
+    from edgesr.converter.export.executorch.build import build_pte_runner
+    from edgesr.runtime.pte import load_delegate
+
+    load_delegate()
+    lib = ctypes.CDLL(str(build_pte_runner()))
+    lib.edgesr_pte_open.restype = ctypes.c_void_p
+    lib.edgesr_pte_open.argtypes = [ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_size_t]
+    lib.edgesr_pte_metadata.restype = ctypes.c_char_p
+    lib.edgesr_pte_metadata.argtypes = [ctypes.c_void_p]
+    lib.edgesr_pte_shapes.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p]
+    lib.edgesr_pte_run.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t]
+    lib.edgesr_pte_close.argtypes = [ctypes.c_void_p]
+    return lib
+
+
+def test_c_runner_equals_the_python_runtime(fp_pte, int4_pte):
+    """The app's C++ runner (own loader, planned memory, metadata method) gives the Python runtime's bytes."""
+    import ctypes
+    import json
+
+    lib = _pte_runner()
+    err = ctypes.create_string_buffer(512)
+    x = torch.rand(1, 3, *TILE, generator=torch.Generator().manual_seed(3)).numpy()
+    for _, path, _ in (fp_pte, int4_pte):
+        py = PteModel(path)
+        py.set_threads(1)
+        handle = lib.edgesr_pte_open(str(path).encode(), 1, err, len(err))
+        assert handle, err.value
+        try:
+            assert json.loads(lib.edgesr_pte_metadata(handle)) == py.metadata
+            shapes = np.zeros(8, np.int32)
+            lib.edgesr_pte_shapes(handle, shapes.ctypes.data, shapes[4:].ctypes.data)
+            assert list(shapes) == [1, 3, *TILE, 1, 3, TILE[0] * 2, TILE[1] * 2]
+            out = np.full((1, 3, TILE[0] * 2, TILE[1] * 2), np.nan, np.float32)
+            assert lib.edgesr_pte_run(handle, x.ctypes.data, out.ctypes.data, err, len(err)) == 0, err.value
+            assert np.array_equal(out, py.run(x))
+        finally:
+            lib.edgesr_pte_close(handle)
+
+
+def test_c_runner_errors_are_messages(tmp_path, int4_pte):
+    import ctypes
+
+    lib = _pte_runner()
+    err = ctypes.create_string_buffer(512)
+    _, path, _ = int4_pte
+    trunc = tmp_path / "trunc.pte"
+    trunc.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    foreign = tmp_path / "photo.pte"
+    foreign.write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(100))
+    for bad, message in ((tmp_path / "missing.pte", b"cannot open"), (foreign, b"not an ExecuTorch program"),
+                         (trunc, b"truncated or corrupt")):
+        assert not lib.edgesr_pte_open(str(bad).encode(), 1, err, len(err))
+        assert message in err.value, err.value

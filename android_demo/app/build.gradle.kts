@@ -15,8 +15,13 @@ android {
         versionCode = 1
         versionName = "0.1"
         ndk { abiFilters += listOf("arm64-v8a") }
+        // The ExecuTorch release the CMake build compiles for .pte files: the exporter's (gradle.properties).
+        externalNativeBuild {
+            cmake { arguments += listOf("-DEDGESR_EXECUTORCH_VERSION=${property("edgesr.executorchVersion")}") }
+        }
     }
-    // The JNI glue, the edgesr LiteRT delegate and the kernels, built from the repository's sources (no copies).
+    // The JNI glue, the edgesr LiteRT delegate, the kernels and (for .pte files) ExecuTorch's runtime with the
+    // edgesr backend, built from the repository's sources (no copies) and ExecuTorch's source release.
     externalNativeBuild {
         cmake {
             path = file("src/main/cpp/CMakeLists.txt")
@@ -34,5 +39,4 @@ android {
 
 dependencies {
     implementation("com.google.ai.edge.litert:litert:${property("edgesr.litertVersion")}")
-    implementation("org.pytorch:executorch-android:${property("edgesr.executorchVersion")}")
 }

@@ -3,6 +3,7 @@ package dev.edgesr.demo
 import android.app.Activity
 import android.os.Bundle
 import dev.edgesr.core.Json
+import dev.edgesr.core.TiledUpscaler
 import java.io.File
 
 /**
@@ -20,7 +21,7 @@ class BenchmarkActivity : Activity() {
         val repeats = intent.getIntExtra("repeats", 20)
         val out = File(getExternalFilesDir(null), "benchmark.json")
         val result = try {
-            TiledUpscaler(model, threads).use { up ->
+            TiledUpscaler(openTileModel(model, threads)).use { up ->
                 val tile = IntArray(up.tileH * up.tileW) { 0xFF808080.toInt() }
                 up.upscale(tile, up.tileH, up.tileW, overlap = 0) // warm-up
                 val ms = (0 until repeats).map { up.upscale(tile, up.tileH, up.tileW, overlap = 0); up.tileMillis[0] }

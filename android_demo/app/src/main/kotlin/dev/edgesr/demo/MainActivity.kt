@@ -9,12 +9,13 @@ import android.widget.Button
 import android.widget.ImageView
 import android.widget.TextView
 import dev.edgesr.core.ParityStats
+import dev.edgesr.core.TiledUpscaler
 import java.io.File
 
 /**
- * Pick an image; it is upscaled with the FP32 and the INT4 (2DQuant) .tflite found in the app's files folder
- * (fp32.tflite, w4.tflite: `adb push` them to /sdcard/Android/data/dev.edgesr.demo/files/), and both results are
- * shown with latency per tile and in total, the thread count and the kernel path of this phone.
+ * Pick an image; it is upscaled with every FP32 and INT4 (2DQuant) model found in the app's files folder
+ * (fp32.tflite, w4.tflite, fp32.pte, w4.pte: `adb push` them to /sdcard/Android/data/dev.edgesr.demo/files/), and
+ * the results are shown with latency per tile and in total, the thread count and the kernel path of this phone.
  */
 class MainActivity : Activity() {
     private val threads = 2
@@ -30,30 +31,38 @@ class MainActivity : Activity() {
     }
 
     /**
-     * Upscales selftest_input.png with w4.tflite and compares the result with selftest_expected.png, which
-     * `edgesr device selftest-pack` made on a desktop from the same file: pass when no value is more than one
-     * level off (the desktop parity rule).
+     * Upscales selftest_input.png with w4.tflite and w4.pte (those present) and compares each result with
+     * selftest_expected_<file>.png, which `edgesr device selftest-pack --model <file>` made on a desktop from the
+     * same input: pass when no value is more than one level off (the desktop parity rule).
      */
     private fun selfTest() {
         val dir = getExternalFilesDir(null)
-        val files = listOf("w4.tflite", "selftest_input.png", "selftest_expected.png").map { File(dir, it) }
-        val missing = files.filter { !it.isFile }
-        val report = if (missing.isNotEmpty()) {
-            "self-test: missing ${missing.joinToString { it.name }} (edgesr device selftest-pack, then adb push)"
+        val models = MODEL_FILES.map { File(dir, "w4$it") }.filter { it.isFile }
+        val input = File(dir, "selftest_input.png")
+        val report = if (models.isEmpty() || !input.isFile) {
+            "self-test: needs selftest_input.png and w4.tflite or w4.pte (edgesr device selftest-pack, then adb push)"
         } else {
-            val input = BitmapFactory.decodeFile(files[1].path)
-            val expected = BitmapFactory.decodeFile(files[2].path)
-            TiledUpscaler(files[0], threads).use { up ->
-                val px = IntArray(input.width * input.height)
-                input.getPixels(px, 0, input.width, 0, 0, input.width, input.height)
-                val got = up.upscale(px, input.height, input.width)
+            val bitmap = BitmapFactory.decodeFile(input.path)
+            val px = IntArray(bitmap.width * bitmap.height)
+            bitmap.getPixels(px, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
+            models.joinToString("\n") { model ->
+                val expectedFile = File(dir, "selftest_expected_${model.name}.png")
+                if (!expectedFile.isFile) return@joinToString "self-test ${model.name}: missing ${expectedFile.name}"
+                val expected = BitmapFactory.decodeFile(expectedFile.path)
                 val want = IntArray(expected.width * expected.height)
                 expected.getPixels(want, 0, expected.width, 0, 0, expected.width, expected.height)
-                if (got.size != want.size) {
-                    "self-test FAIL: output ${got.size} pixels, expected ${want.size}"
-                } else {
-                    val stats = ParityStats.of(rgbBytes(got), rgbBytes(want))
-                    "self-test ${if (stats.passes()) "PASS" else "FAIL"}: ${stats.toJson()}"
+                try {
+                    val got = TiledUpscaler(openTileModel(model, threads)).use {
+                        it.upscale(px, bitmap.height, bitmap.width)
+                    }
+                    if (got.size != want.size) {
+                        "self-test ${model.name} FAIL: output ${got.size} pixels, expected ${want.size}"
+                    } else {
+                        val stats = ParityStats.of(rgbBytes(got), rgbBytes(want))
+                        "self-test ${model.name} ${if (stats.passes()) "PASS" else "FAIL"}: ${stats.toJson()}"
+                    }
+                } catch (e: Exception) {
+                    "self-test ${model.name} FAIL: ${e.message}"
                 }
             }
         }
@@ -72,25 +81,29 @@ class MainActivity : Activity() {
         Thread {
             val lines = StringBuilder("${NativeLib.kernelPaths()}, $threads threads\n")
             for ((name, view) in listOf("fp32" to R.id.fp32_result, "w4" to R.id.int4_result)) {
-                val model = File(getExternalFilesDir(null), "$name.tflite")
-                if (!model.isFile) {
-                    lines.append("$name: ${model.path} missing\n")
-                    continue
-                }
-                TiledUpscaler(model, threads).use { up ->
-                    val w = bitmap.width
-                    val h = bitmap.height
-                    val px = IntArray(w * h)
-                    bitmap.getPixels(px, 0, w, 0, 0, w, h)
-                    val t0 = System.nanoTime()
-                    val out = up.upscale(px, h, w)
-                    val total = (System.nanoTime() - t0) / 1e6
-                    val result = Bitmap.createBitmap(w * up.scale, h * up.scale, Bitmap.Config.ARGB_8888)
-                    result.setPixels(out, 0, w * up.scale, 0, 0, w * up.scale, h * up.scale)
-                    val perTile = up.tileMillis.sorted()[up.tileMillis.size / 2]
-                    lines.append("$name: ${"%.1f".format(total)} ms, ${up.tileMillis.size} tiles, " +
-                        "${"%.1f".format(perTile)} ms/tile\n")
-                    runOnUiThread { findViewById<ImageView>(view).setImageBitmap(result) }
+                val models = MODEL_FILES.map { File(getExternalFilesDir(null), "$name$it") }.filter { it.isFile }
+                if (models.isEmpty()) lines.append("$name: no $name.tflite or $name.pte in ${getExternalFilesDir(null)}\n")
+                for (model in models) {
+                    val line = try {
+                        TiledUpscaler(openTileModel(model, threads)).use { up ->
+                            val w = bitmap.width
+                            val h = bitmap.height
+                            val px = IntArray(w * h)
+                            bitmap.getPixels(px, 0, w, 0, 0, w, h)
+                            val t0 = System.nanoTime()
+                            val out = up.upscale(px, h, w)
+                            val total = (System.nanoTime() - t0) / 1e6
+                            val result = Bitmap.createBitmap(w * up.scale, h * up.scale, Bitmap.Config.ARGB_8888)
+                            result.setPixels(out, 0, w * up.scale, 0, 0, w * up.scale, h * up.scale)
+                            val perTile = up.tileMillis.sorted()[up.tileMillis.size / 2]
+                            runOnUiThread { findViewById<ImageView>(view).setImageBitmap(result) }
+                            "${model.name}: ${"%.1f".format(total)} ms, ${up.tileMillis.size} tiles, " +
+                                "${"%.1f".format(perTile)} ms/tile"
+                        }
+                    } catch (e: Exception) {
+                        "${model.name}: ${e.message}"
+                    }
+                    lines.append(line).append('\n')
                 }
             }
             runOnUiThread { status.setText(lines.toString()) }
@@ -99,5 +112,6 @@ class MainActivity : Activity() {
 
     companion object {
         private const val PICK = 1
+        private val MODEL_FILES = listOf(".tflite", ".pte")
     }
 }

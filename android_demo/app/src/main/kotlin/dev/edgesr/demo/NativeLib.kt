@@ -2,7 +2,11 @@ package dev.edgesr.demo
 
 import org.tensorflow.lite.Delegate
 
-/** The app's native library (src/main/cpp): kernel paths of this phone and the edgesr LiteRT delegate. */
+/**
+ * The app's native library (src/main/cpp): kernel paths of this phone, the edgesr LiteRT delegate, and .pte files
+ * through ExecuTorch's runtime (converter/export/executorch/runtime/edgesr_pte_runner.h); the pte calls throw
+ * IllegalStateException with the runner's message (bad file, or a build without ExecuTorch).
+ */
 object NativeLib {
     init {
         System.loadLibrary("edgesr_demo")
@@ -14,6 +18,18 @@ object NativeLib {
     @JvmStatic external fun createDelegate(threads: Int): Long
 
     @JvmStatic external fun destroyDelegate(handle: Long)
+
+    @JvmStatic external fun pteOpen(path: String, threads: Int): Long
+
+    @JvmStatic external fun pteMetadata(handle: Long): String
+
+    /** N, C, H, W of forward's input, then of its output. */
+    @JvmStatic external fun pteShapes(handle: Long): IntArray
+
+    /** input, output: NCHW floats of exactly those shapes. */
+    @JvmStatic external fun pteRun(handle: Long, input: FloatArray, output: FloatArray)
+
+    @JvmStatic external fun pteClose(handle: Long)
 }
 
 /**

@@ -6,8 +6,10 @@ import kotlin.system.exitProcess
 
 /**
  * JVM tests of the pure module, run by tests/test_android_core.py (no JUnit: Maven Central is out of reach
- * here): the golden tile plans shared with Python, mirror padding, parity statistics and the JSON writer.
- * Usage: CoreTestsKt <tile_plans folder>. Prints one line per check; exits 1 on the first failure.
+ * here): the golden tile plans shared with Python, mirror padding, parity statistics, the JSON writer, and
+ * (with a second argument) whole tiled upscales that Python made with the same stand-in model.
+ * Usage: CoreTestsKt <tile_plans folder> [<tiled cases folder>]. Prints one line per check; exits 1 on the first
+ * failure.
  */
 private var checks = 0
 
@@ -89,11 +91,69 @@ private fun json() {
     println("ok json")
 }
 
+/**
+ * A stand-in model whose output depends on the position inside the tile, so a wrong blend weight, tile start or
+ * padding changes the bytes: nearest-neighbour upscale, times 0.75, plus ((3x + y + k) mod 5) / 16 (exact in
+ * float32). tests/test_android_core.py computes the same with numpy.
+ */
+private class RampModel(override val tileH: Int, override val tileW: Int, override val scale: Int,
+                        override val window: Int) : TileModel {
+    override fun run(tile: FloatArray): FloatArray {
+        val ow = tileW * scale
+        return FloatArray(tileH * scale * ow * 3) { i ->
+            val k = i % 3
+            val x = (i / 3) % ow
+            val y = i / 3 / ow
+            tile[((y / scale) * tileW + x / scale) * 3 + k] * 0.75f + ((3 * x + y + k) % 5) * 0.0625f
+        }
+    }
+
+    override fun close() {}
+}
+
+/** Each case: <name>.json (image size, tile, scale, window, overlap), <name>.in.rgb, <name>.out.rgb (bytes). */
+private fun tiledCases(folder: File) {
+    val cases = folder.listFiles { f -> f.name.endsWith(".json") }!!.sortedBy { it.name }
+    check(cases.isNotEmpty()) { "no tiled cases in $folder" }
+    for (f in cases) {
+        @Suppress("UNCHECKED_CAST")
+        val g = Json.parse(f.readText()) as Map<String, Any?>
+        val num = { k: String -> (g[k] as Double).toInt() }
+        val (h, w, s) = Triple(num("height"), num("width"), num("scale"))
+        val rgb = File(folder, f.name.removeSuffix(".json") + ".in.rgb").readBytes()
+        val want = File(folder, f.name.removeSuffix(".json") + ".out.rgb").readBytes()
+        val pixels = IntArray(h * w) { i ->
+            (0xFF shl 24) or ((rgb[3 * i].toInt() and 0xFF) shl 16) or ((rgb[3 * i + 1].toInt() and 0xFF) shl 8) or
+                (rgb[3 * i + 2].toInt() and 0xFF)
+        }
+        val model = RampModel(num("tile_h"), num("tile_w"), s, num("window"))
+        val got = TiledUpscaler(model).use { it.upscale(pixels, h, w, num("overlap")) }
+        check(got.size == want.size / 3) { "${f.name}: ${got.size} pixels, expected ${want.size / 3}" }
+        var differing = 0
+        for (i in got.indices) for (k in 0 until 3) {
+            if (((got[i] shr (16 - 8 * k)) and 0xFF) != (want[3 * i + k].toInt() and 0xFF)) differing++
+        }
+        check(differing == 0) { "${f.name}: $differing of ${want.size} values differ from Python's tiled upscale" }
+        println("ok tiled ${f.name}")
+    }
+}
+
+private fun layout() {
+    // (h, w, c) = (2, 3, 3): value = 100 y + 10 x + c in HWC; CHW puts channel planes first.
+    val hwc = FloatArray(18) { i -> (100 * (i / 9) + 10 * ((i / 3) % 3) + i % 3).toFloat() }
+    val chw = Layout.hwcToChw(hwc, 2, 3)
+    check(chw[0] == 0f && chw[1] == 10f && chw[3] == 100f && chw[6] == 1f && chw[17] == 122f) { "chw ${chw.toList()}" }
+    check(Layout.chwToHwc(chw, 2, 3).contentEquals(hwc)) { "round trip" }
+    println("ok layout")
+}
+
 fun main(args: Array<String>) {
     goldenPlans(File(args[0]))
+    if (args.size > 1) tiledCases(File(args[1]))
     planProperties()
     mirror()
     parity()
     json()
+    layout()
     println("ALL PASSED ($checks checks)")
 }

@@ -1,34 +1,34 @@
-package dev.edgesr.demo
-
-import dev.edgesr.core.AxisPlan
-import dev.edgesr.core.mirrorSource
-import java.io.File
-import org.tensorflow.lite.Interpreter
+package dev.edgesr.core
 
 /**
- * An edgesr .tflite (NHWC, one static LR tile) run over a whole RGB image with the tile plan of runtime/TILING.md,
- * as edgesr's desktop runtime does: mirror padding to the window multiple, feathered blend in float32, clip and
- * floor(v * 255 + 0.5). INT4 files get the edgesr delegate (FP32 files have nothing for it to claim).
+ * One exported edgesr model on its static LR tile: RGB floats in [0, 1], row-major (H, W, 3) in, the same at
+ * scale times the size out. The file says its own tile and scale; [window] is the multiple inputs are padded to.
  */
-class TiledUpscaler(model: File, val threads: Int, private val window: Int = 8) : AutoCloseable {
-    private val delegate = EdgesrDelegate(threads)
-    private val interpreter = Interpreter(model, Interpreter.Options().setNumThreads(threads).addDelegate(delegate))
+interface TileModel : AutoCloseable {
     val tileH: Int
     val tileW: Int
     val scale: Int
+    val window: Int
+
+    fun run(tile: FloatArray): FloatArray
+}
+
+/**
+ * A [TileModel] run over a whole RGB image with the tile plan of runtime/TILING.md, as edgesr's desktop runtime
+ * does: mirror padding to the model's window multiple, feathered blend in float32, clip and floor(v * 255 + 0.5),
+ * with the same float32 operations in the same order, so both give the same bytes for the same tile outputs.
+ * Closing it closes the model.
+ */
+class TiledUpscaler(val model: TileModel) : AutoCloseable {
+    val tileH get() = model.tileH
+    val tileW get() = model.tileW
+    val scale get() = model.scale
     var tileMillis = mutableListOf<Double>()
         private set
 
-    init {
-        val inShape = interpreter.getInputTensor(0).shape()
-        val outShape = interpreter.getOutputTensor(0).shape()
-        tileH = inShape[1]
-        tileW = inShape[2]
-        scale = outShape[1] / tileH
-    }
-
     /** (h x w) packed ARGB pixels -> (h*s x w*s) packed ARGB pixels. */
     fun upscale(pixels: IntArray, h0: Int, w0: Int, overlap: Int = 16): IntArray {
+        val window = model.window
         val h1 = h0 + (window - h0 % window) % window
         val w1 = w0 + (window - w0 % window) % window
         val rows = AxisPlan.plan(h1, tileH, minOf(overlap, tileH - 1))
@@ -37,9 +37,9 @@ class TiledUpscaler(model: File, val threads: Int, private val window: Int = 8) 
         val wc = cols.weights(scale)
         val oh = h1 * scale
         val ow = w1 * scale
+        val tw = tileW * scale
         val acc = FloatArray(oh * ow * 3)
-        val input = Array(1) { Array(tileH) { Array(tileW) { FloatArray(3) } } }
-        val output = Array(1) { Array(tileH * scale) { Array(tileW * scale) { FloatArray(3) } } }
+        val input = FloatArray(tileH * tileW * 3)
         tileMillis = mutableListOf()
         for ((i, r0) in rows.starts.withIndex()) for ((j, c0) in cols.starts.withIndex()) {
             for (y in 0 until tileH) {
@@ -47,19 +47,20 @@ class TiledUpscaler(model: File, val threads: Int, private val window: Int = 8) 
                 for (x in 0 until tileW) {
                     val sx = mirrorSource(mirrorSource(c0 + x, w1, w1 + cols.pad), w0, w1)
                     val p = pixels[sy * w0 + sx]
-                    input[0][y][x][0] = ((p shr 16) and 0xFF) / 255f
-                    input[0][y][x][1] = ((p shr 8) and 0xFF) / 255f
-                    input[0][y][x][2] = (p and 0xFF) / 255f
+                    val at = (y * tileW + x) * 3
+                    input[at] = ((p shr 16) and 0xFF) / 255f
+                    input[at + 1] = ((p shr 8) and 0xFF) / 255f
+                    input[at + 2] = (p and 0xFF) / 255f
                 }
             }
             val t0 = System.nanoTime()
-            interpreter.run(input, output)
+            val output = model.run(input)
             tileMillis.add((System.nanoTime() - t0) / 1e6)
             val oy = r0 * scale
             val ox = c0 * scale
-            for (y in 0 until minOf(tileH * scale, oh - oy)) for (x in 0 until minOf(tileW * scale, ow - ox)) {
+            for (y in 0 until minOf(tileH * scale, oh - oy)) for (x in 0 until minOf(tw, ow - ox)) {
                 val weight = (wr[i][oy + y] * wc[j][ox + x]).toFloat()
-                for (k in 0 until 3) acc[((oy + y) * ow + ox + x) * 3 + k] += output[0][y][x][k] * weight
+                for (k in 0 until 3) acc[((oy + y) * ow + ox + x) * 3 + k] += output[(y * tw + x) * 3 + k] * weight
             }
         }
         val fh = h0 * scale
@@ -76,8 +77,5 @@ class TiledUpscaler(model: File, val threads: Int, private val window: Int = 8) 
         }
     }
 
-    override fun close() {
-        interpreter.close()
-        delegate.close()
-    }
+    override fun close() = model.close()
 }
