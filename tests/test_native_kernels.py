@@ -378,6 +378,43 @@ def aarch64_selftest(tmp_path_factory):
     return exe
 
 
+CLANG = shutil.which("clang")
+
+
+def _clang_aarch64(target: str) -> list[str]:
+    """clang for AArch64 (the Android NDK's compiler) over Debian's cross sysroot. With the Android triple the
+    sources see __ANDROID__ as under the NDK; bionic's headers are not here, glibc's stand in (compile only)."""
+    extra = ["--sysroot=/usr/aarch64-linux-gnu", "-isystem", "/usr/aarch64-linux-gnu/include"]
+    return ["clang", f"--target={target}", *(extra if "android" in target else [])]
+
+
+@pytest.mark.parametrize("target", ["aarch64-linux-android26", "aarch64-linux-gnu"])
+def test_clang_compiles_the_arm_paths_without_warnings(tmp_path, target):
+    if not CLANG or not AARCH64_CC:
+        pytest.skip("needs clang and aarch64-linux-gnu-gcc's sysroot (apt-get install clang gcc-aarch64-linux-gnu)")
+    for src, _, argv in native.compile_commands(_clang_aarch64(target), "aarch64", tmp_path):
+        r = subprocess.run([*argv, "-Werror"], capture_output=True, text=True)
+        assert r.returncode == 0, f"{src.name}: {r.stderr[-2000:]}"
+
+
+def test_clang_build_passes_the_selftest_under_qemu(tmp_path):
+    """The kernels as clang compiles them for AArch64 (NEON, dotprod, i8mm) against scalar, as with gcc."""
+    if not CLANG or not AARCH64_CC or not QEMU:
+        pytest.skip("needs clang, aarch64-linux-gnu-gcc and qemu-aarch64")
+    cc = _clang_aarch64("aarch64-linux-gnu")
+    cmds = native.compile_commands(cc, "aarch64", tmp_path)
+    for _, _, argv in cmds:
+        subprocess.run(argv, check=True, capture_output=True)
+    exe = tmp_path / "kernel_selftest"
+    subprocess.run([*cc, "-O1", "-static", f"-I{native.include_dir()}", str(REPO / "native/tests/kernel_selftest.c"),
+                    *[str(o) for _, o, _ in cmds], "-lm", "-pthread", "-o", str(exe)], check=True, capture_output=True)
+    for cpu, best in (("max,sme=off", "neon_i8mm"), ("cortex-a76", "neon_dotprod"), ("cortex-a53", "neon")):
+        out = subprocess.run([QEMU, "-cpu", cpu, str(exe), "--rounds", "2", "--expect-best", best],
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0 and "ALL PASSED" in out.stdout, out.stdout + out.stderr
+        assert f"{best:<13} PASS" in out.stdout, out.stdout
+
+
 @pytest.mark.parametrize("cpu,best,rounds", [("max,sme=off", "neon_i8mm", 15), ("cortex-a76", "neon_dotprod", 4),
                                               ("cortex-a53", "neon", 2)])
 def test_c_selftest_aarch64_qemu(aarch64_selftest, cpu, best, rounds):
