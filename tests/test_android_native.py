@@ -14,6 +14,11 @@ CPP = REPO / "android_demo" / "app" / "src" / "main" / "cpp"
 ET_RUNTIME = REPO / "converter" / "export" / "executorch" / "runtime"
 AARCH64_CC = shutil.which("aarch64-linux-gnu-gcc")
 AARCH64_CXX = shutil.which("aarch64-linux-gnu-g++")
+CLANG = shutil.which("clang")
+# clang, the NDK's compiler, with the Android triple over Debian's AArch64 sysroot (bionic's headers are not
+# here; glibc's stand in): the C sources see __ANDROID__ as under the NDK. Compile only.
+CLANG_ANDROID = ["clang", "--target=aarch64-linux-android26", "--sysroot=/usr/aarch64-linux-gnu",
+                 "-isystem", "/usr/aarch64-linux-gnu/include"]
 
 
 def _jni_include() -> Path | None:
@@ -47,6 +52,13 @@ def test_jni_glue_builds_for_aarch64(tmp_path):
         assert "tflite_plugin_create_delegate" in symbols
         undefined = subprocess.run([nm, "-D", "--undefined-only", str(lib)], capture_output=True, text=True).stdout
         assert ("edgesr_pte_open" in undefined) == pte
+        if CLANG:
+            for src in (CPP / "edgesr_jni.c", delegate):
+                proc = subprocess.run([*CLANG_ANDROID, "-O2", "-fPIC", "-Wall", "-Wextra", "-Werror", f"-I{jni}",
+                                       f"-I{jni / 'linux'}", f"-I{native.include_dir()}", f"-I{ET_RUNTIME}",
+                                       *(["-DEDGESR_DEMO_PTE=1"] if pte else []), "-c", str(src),
+                                       "-o", str(tmp_path / f"{src.stem}_clang.o")], capture_output=True, text=True)
+                assert proc.returncode == 0, f"clang {src.name}: {proc.stderr[-2000:]}"
 
 
 def test_pte_runner_and_backend_compile_for_aarch64(tmp_path):
@@ -57,8 +69,12 @@ def test_pte_runner_and_backend_compile_for_aarch64(tmp_path):
     if not AARCH64_CXX:
         pytest.skip("needs aarch64-linux-gnu-g++ (apt-get install g++-aarch64-linux-gnu)")
     inc = Path(executorch.__path__[0]) / "include"
-    for src in (ET_RUNTIME / "edgesr_pte_runner.cpp", ET_RUNTIME / "edgesr_int4_backend.cpp"):
-        proc = subprocess.run([AARCH64_CXX, "-std=c++17", "-O2", "-fPIC", "-Wall", "-Werror",
+    compilers = [[AARCH64_CXX]]
+    if CLANG:  # clang++ over the cross toolchain's libstdc++ (the NDK's libc++ is not here)
+        compilers.append(["clang++", "--target=aarch64-linux-gnu"])
+    for cxx, src in ((c, s) for c in compilers for s in (ET_RUNTIME / "edgesr_pte_runner.cpp",
+                                                          ET_RUNTIME / "edgesr_int4_backend.cpp")):
+        proc = subprocess.run([*cxx, "-std=c++17", "-O2", "-fPIC", "-Wall", "-Werror",
                                "-DC10_USING_CUSTOM_GENERATED_MACROS", f"-I{inc}",
                                f"-I{inc / 'executorch/runtime/core/portable_type/c10'}",
                                f"-I{Path(torch.__file__).parent / 'include'}",  # pthreadpool.h, as the build does
