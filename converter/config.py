@@ -30,6 +30,29 @@ class QuantConfigError(EdgesrError):
     pass
 
 
+def _check_types(obj, where: str) -> None:
+    """Each field of a config dataclass holds its declared type (YAML gives 4.0, "4" or a bare string where a
+    number or a list belongs; those would fail deep inside calibration otherwise)."""
+    for f in fields(obj):
+        v, t = getattr(obj, f.name), str(f.type)
+        if t == "int":
+            ok = isinstance(v, int) and not isinstance(v, bool)
+        elif t == "float":
+            ok = isinstance(v, (int, float)) and not isinstance(v, bool)
+        elif t == "bool":
+            ok = isinstance(v, bool)
+        elif t == "str":
+            ok = isinstance(v, str)
+        elif t.startswith("tuple[str"):
+            ok = isinstance(v, (list, tuple)) and all(isinstance(x, str) for x in v)
+        else:
+            continue
+        if not ok:
+            kind = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(
+                t, "a list of strings")
+            raise QuantConfigError(f"{where}{f.name} must be {kind}, got {v!r}")
+
+
 @dataclass
 class DQCConfig:
     """Distillation quantization calibration: train only the clipping bounds."""
@@ -77,6 +100,8 @@ class QuantConfig:
     def __post_init__(self):
         if isinstance(self.dqc, dict):
             self.dqc = DQCConfig(**self.dqc)
+        _check_types(self, "")
+        _check_types(self.dqc, "dqc.")
         for name in ("linears", "matmuls", "exclude", "one_sided"):
             setattr(self, name, tuple(getattr(self, name)))
         self.validate()

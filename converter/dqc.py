@@ -10,6 +10,8 @@ feature term is on the scale of the output L1 term. Adam, cosine schedule; LR pa
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import torch
 
 from edgesr.converter.config import DQCConfig
+from edgesr.errors import EdgesrError
 from edgesr.converter.quant import bound_parameters
 from edgesr.progress import progress_bar
 
@@ -78,9 +81,18 @@ def run_dqc(student: torch.nn.Module, teacher: torch.nn.Module, sampler, cfg: DQ
     student.eval()  # no dropout/BN in SwinIR; eval keeps the graph identical to inference
     opt = torch.optim.Adam(params, lr=cfg.lr, betas=(0.9, 0.999))
     start, history = 0, []
+    # What this run starts from: the DQC settings and the initial bounds (which the FP model, the quantizer
+    # config and the calibration data all shape). A saved state of any other run is refused, never resumed.
+    qcfg = getattr(student, "quant_config", None)
+    settings = {"dqc": cfg.__dict__, "quant": qcfg.to_dict() if qcfg is not None else None}
+    run_key = hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()
+                             + b"".join(p.detach().float().cpu().numpy().tobytes() for p in params)).hexdigest()
     state_path = Path(state_path) if state_path else None
     if state_path and state_path.exists():
         st = torch.load(state_path, map_location="cpu", weights_only=False)
+        if st.get("run_key") != run_key:
+            raise EdgesrError(f"{state_path} holds the DQC state of another run (another model, quantizer config, "
+                              "calibration set or DQC setting); use another --work-dir or delete it")
         with torch.no_grad():
             for p, v in zip(params, st["bounds"]):
                 p.copy_(v)
@@ -107,7 +119,7 @@ def run_dqc(student: torch.nn.Module, teacher: torch.nn.Module, sampler, cfg: DQ
                 if state_path and ((it + 1) % save_every == 0 or it + 1 == cfg.iterations):
                     tmp = state_path.with_suffix(".tmp")
                     torch.save({"bounds": [p.detach().clone() for p in params], "optimizer": opt.state_dict(),
-                                "iteration": it + 1, "history": history}, tmp)
+                                "iteration": it + 1, "history": history, "run_key": run_key}, tmp)
                     tmp.replace(state_path)
                 if stop_after is not None and it + 1 - start >= stop_after:
                     break

@@ -22,12 +22,78 @@ def _threads(n: int | None) -> None:
         torch.set_num_threads(n)
 
 
+def _int_at_least(low: int):
+    """argparse type: an integer >= low (a mistyped count is an error at parse time, not a traceback later)."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if v < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {v}")
+        return v
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return v
+
+
+_positive, _non_negative = _int_at_least(1), _int_at_least(0)
+
+
+def _out_file(path: str | None):
+    """Check an output file's place before any long work: not a folder, and its folder exists (or is created)
+    and takes files (a probe file is created and removed: permission bits say nothing on read-only or virtual
+    file systems)."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.is_dir():
+        raise EdgesrError(f"{p} is a folder; give a file path")
+    parent = _out_dir(p.parent)  # created if missing, as the writers do
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".edgesr-probe-", dir=parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EdgesrError(f"cannot write into {parent}: {e.strerror or e}") from None
+    return p
+
+
+def _out_dir(path: str | None):
+    """Create an output folder up front (with its parents), or say why it cannot be."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise EdgesrError(f"{p} exists and is not a folder")
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgesrError(f"cannot create the folder {p}: {e.strerror or e}") from None
+    return p
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from edgesr.evaluate import evaluate, load_upscaler, write_json
 
     _threads(args.threads)
+    _out_file(args.json)
     up = load_upscaler(args.model, args.scale)
     result = evaluate(up, args.sets, data_root=args.data_root, quiet=args.quiet, limit=args.limit)
     table = Table(title=f"{up.name} x{up.scale}: Y-channel PSNR / SSIM (border {up.scale})")
@@ -62,6 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edgesr.progress import stdout_console
 
     _threads(args.threads)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
+        raise EdgesrError(f"{args.out} exists and is not a folder")
     ups = [load_upscaler(args.model, None)]
     source = ups[0].info.get("source")  # a quantized artifact also runs its FP source model, when present
     if source and Path(source).is_file():
@@ -108,9 +176,15 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     from edgesr.models.zoo import resolve
 
     _threads(args.threads)
-    out = Path(args.out)
+    out = _out_file(args.out)
     if out.exists() and not args.force:
         raise EdgesrError(f"{out} exists (use --force to overwrite)")
+    if args.work_dir:
+        _out_dir(args.work_dir)
+    if args.data_root and not args.calib:  # a named data root must hold the calibration sets
+        calib = Path(args.data_root) / "calibration"
+        if not any((calib / f).is_dir() for f in ("T91", "BSD200")):
+            raise EdgesrError(f"--data-root {args.data_root}: no calibration/T91 or calibration/BSD200 folder")
     config = _quant_config(args)
     path, _ = resolve(args.model)
     model = load_model(path)
@@ -149,11 +223,21 @@ def cmd_export(args: argparse.Namespace) -> int:
     from edgesr.models.zoo import resolve, sha256_of
 
     _threads(args.threads)
-    out = Path(args.out)
+    out = _out_file(args.out)
     if out.exists() and not args.force:
         raise EdgesrError(f"{out} exists (use --force to overwrite)")
+    suffix = out.suffix.lower().lstrip(".")
+    if args.format is None:  # from the file name; .pte when it says nothing
+        args.format = suffix if suffix in ("pte", "tflite", "onnx") else "pte"
+    elif suffix in ("pte", "tflite", "onnx") and suffix != args.format:
+        raise EdgesrError(f"--format {args.format} but --out ends in .{suffix}")
+    if args.quant and args.model is not None:
+        raise EdgesrError("--model and --quant do not go together: the artifact records the FP model it came from")
+    args.model = args.model or "swinir_light_x4"
     if args.quant:
         path = Path(args.quant)
+        if not path.is_file():
+            raise EdgesrError(f"{path}: no such file")
         if not is_artifact(path):
             raise EdgesrError(f"{path}: not an edgesr quantized artifact (make one with `edgesr quantize`)")
         model = load_artifact(path)
@@ -208,12 +292,20 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from edgesr.runtime.session import open_model
     from edgesr.runtime.upscale import collect_inputs, output_paths, upscale_files
 
+    from edgesr.runtime.session import size_multiple
+
     files = collect_inputs(args.inputs)
     targets = output_paths(files, Path(args.out), args.force)
-    model = open_model(args.model, threads=args.threads or 1, tile=args.tile)
-    if args.overlap < 0:
-        raise EdgesrError("--overlap must be >= 0")
-    rows = upscale_files(model, files, targets, args.overlap, args.max_pixels, quiet=args.quiet)
+    model = open_model(args.model, threads=args.threads or 1, tile=args.tile or (64, 64))
+    tile, multiple = tuple(model.tile), size_multiple(model)
+    if args.tile and tuple(args.tile) != tile:
+        warnings.warn(f"{args.model} runs its own {tile[0]}x{tile[1]} tile; --tile is ignored")
+    if tile[0] % multiple or tile[1] % multiple:
+        raise EdgesrError(f"--tile {tile[0]}x{tile[1]} must be a multiple of the model's window size {multiple}")
+    overlap = 16 if args.overlap is None else args.overlap  # the default is capped below small tiles
+    if args.overlap is not None and args.overlap >= min(tile):
+        raise EdgesrError(f"--overlap {args.overlap} must be smaller than the {tile[0]}x{tile[1]} tile")
+    rows = upscale_files(model, files, targets, overlap, args.max_pixels, quiet=args.quiet)
     for r in rows:
         print(f"{r['input']} ({r['size'][0]}x{r['size'][1]}) -> {r['output']} ({r['out_size'][0]}x{r['out_size'][1]})")
     return 0
@@ -256,6 +348,9 @@ def cmd_parity(args: argparse.Namespace) -> int:
     from edgesr.progress import stdout_console
     from edgesr.runtime.parity import parity
 
+    _out_file(args.json)
+    if args.heatmap:
+        _out_dir(args.heatmap)
     if args.layers:
         return _layer_parity(args)
     res = parity(args.a, args.b, tile=args.tile, heatmap_dir=args.heatmap)
@@ -279,7 +374,15 @@ def cmd_parity(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from edgesr.train import TrainConfig, train
+
+    run_dir = Path(args.run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise EdgesrError(f"--run-dir {run_dir} exists and is not a folder")
+    if args.patch % 8:
+        raise EdgesrError(f"--patch {args.patch} must be a multiple of the window size 8")
 
     cfg = TrainConfig(
         scale=args.scale,
@@ -319,7 +422,9 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise EdgesrError(f"{model}: no such file")
+    _out_file(args.json)
     meta = read_metadata(model.read_bytes(), model)
+    Adb(args.adb, args.serial).check_device()
     if args.image and not Path(args.image).is_file():
         raise EdgesrError(f"--image {args.image}: no such file")
     if (args.benchmark_model or args.image) and not 0 <= args.overlap < min(meta["tile"]):
@@ -391,7 +496,9 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
         report["whole_model_ms"] = lat
         report["per_image"] = {"lr_size": [w, h], "tiles": tiles, "overlap": args.overlap}
     if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=2))
+        from edgesr.evaluate import write_json
+
+        write_json(report, args.json)
     rows = report["runs"] + report.get("image", [])
     return 0 if all(r["differing_values"] == 0 for r in rows) or not args.strict else 1
 
@@ -450,7 +557,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--data-root", help="folder with benchmark/ and calibration/ (default: $EDGESR_DATA_ROOT or ../shared/assets)")
-    common.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    common.add_argument("--threads", type=_positive, default=None, help="torch CPU threads")
     common.add_argument("--quiet", action="store_true", help="no progress bar")
 
     e = sub.add_parser("eval", parents=[common], help="Y-PSNR/SSIM of a model on benchmark sets")
@@ -458,22 +565,22 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--scale", type=int, choices=(2, 3, 4), help="upscaling factor (default: the model's)")
     e.add_argument("--sets", nargs="+", default=DEFAULT_SETS, help="benchmark sets (default: Set5 Set14 B100)")
     e.add_argument("--json", help="write per-image and mean results here")
-    e.add_argument("--limit", type=int, help="evaluate at most this many images per set")
+    e.add_argument("--limit", type=_positive, help="evaluate at most this many images per set")
     e.set_defaults(func=cmd_eval)
 
     t = sub.add_parser("train", parents=[common], help="train a full-precision SwinIR-light (resumable)")
     t.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
     t.add_argument("--run-dir", required=True, help="checkpoints and logs; an existing run resumes")
-    t.add_argument("--steps", type=int, default=4000)
-    t.add_argument("--batch", type=int, default=8)
-    t.add_argument("--patch", type=int, default=48, help="LR patch side")
-    t.add_argument("--lr", type=float, default=5e-4)
+    t.add_argument("--steps", type=_positive, default=4000)
+    t.add_argument("--batch", type=_positive, default=8)
+    t.add_argument("--patch", type=_positive, default=48, help="LR patch side (a multiple of the window, 8)")
+    t.add_argument("--lr", type=_positive_float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--val-every", type=int, default=250)
+    t.add_argument("--val-every", type=_positive, default=250)
     t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
     t.add_argument("--init", help="start from these weights (a zoo name or a path; another scale gives its body)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
-    t.add_argument("--time-budget", type=float, metavar="SECONDS",
+    t.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
                    help="fit the step count to this many seconds (measured during the warm-up; --steps is the cap)")
     t.add_argument("--compile", action="store_true", help="torch.compile the training forward (GPU runs)")
     t.set_defaults(func=cmd_train)
@@ -493,10 +600,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_quantize)
 
     x = sub.add_parser("export", parents=[common], help="lower a model to a deployment file (.pte, .tflite, .onnx)")
-    x.add_argument("--format", choices=("pte", "tflite", "onnx"), default="pte",
+    x.add_argument("--format", choices=("pte", "tflite", "onnx"), default=None,
                    help="target format: pte (ExecuTorch, edgesr INT4 delegate), tflite (LiteRT, edgesr INT4 "
-                        "delegate) or onnx (QDQ, onnxruntime); default pte")
-    x.add_argument("--model", default="swinir_light_x4", help="FP zoo name or checkpoint (FP32 export)")
+                        "delegate) or onnx (QDQ, onnxruntime); default: from --out's extension, else pte")
+    x.add_argument("--model", default=None, help="FP zoo name or checkpoint (FP32 export; default swinir_light_x4)")
     x.add_argument("--quant", help="quantized artifact: export its integer model (pte, tflite: edgesr INT4 "
                                    "delegate; onnx: uint4 QDQ)")
     x.add_argument("--tile", type=_tile, default=(64, 64), help="static LR tile, e.g. 64 or 64x48 (default 64)")
@@ -521,9 +628,11 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("inputs", nargs="+", help="images (PNG/JPEG/WebP/...) or folders of images")
     u.add_argument("-o", "--out", required=True, help="output folder, or a .png path for a single input")
     u.add_argument("--model", default="swinir_light_x4", help=".pte, quantized artifact, checkpoint or zoo name")
-    u.add_argument("--tile", type=_tile, default=(64, 64), help="LR tile for PyTorch models (a .pte has its own)")
-    u.add_argument("--overlap", type=int, default=16, help="tile overlap in LR pixels (default 16)")
-    u.add_argument("--max-pixels", type=int, default=50_000_000, help="refuse larger inputs (default 50 MP)")
+    u.add_argument("--tile", type=_tile, default=None,
+                   help="LR tile for PyTorch models (default 64; exported files have their own)")
+    u.add_argument("--overlap", type=_non_negative, default=None,
+                   help="tile overlap in LR pixels, below the tile size (default 16, capped below small tiles)")
+    u.add_argument("--max-pixels", type=_positive, default=50_000_000, help="refuse larger inputs (default 50 MP)")
     u.add_argument("--force", action="store_true", help="overwrite existing outputs")
     u.set_defaults(func=cmd_upscale)
 
@@ -532,10 +641,10 @@ def build_parser() -> argparse.ArgumentParser:
     pa.add_argument("b", help="output image or folder; with --layers: an LR input image")
     pa.add_argument("--layers", action="store_true",
                     help="per-layer comparison of artifact A on image B: fake-quant vs native integer kernels")
-    pa.add_argument("--tile", type=int, default=256, help="tile size (output pixels) of the error grid")
+    pa.add_argument("--tile", type=_positive, default=256, help="tile size (output pixels) of the error grid")
     pa.add_argument("--heatmap", help="folder for per-image error heatmaps (PNG)")
     pa.add_argument("--json", help="write the full report here")
-    pa.add_argument("--max-abs", type=int, help="exit 1 when any pixel differs by more than this (for CI)")
+    pa.add_argument("--max-abs", type=_non_negative, help="exit 1 when any pixel differs by more than this (for CI)")
     pa.set_defaults(func=cmd_parity)
 
     d = sub.add_parser("demo", parents=[common], help="upscale bundled sample photos; model vs bicubic")
@@ -551,9 +660,9 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_argument("--serial", help="device serial (adb -s)")
     db.add_argument("--runner", help="prebuilt device edgesr_runner (default: built with aarch64-linux-gnu-gcc or "
                                      "$EDGESR_DEVICE_CC, statically)")
-    db.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    db.add_argument("--repeats", type=int, default=10)
-    db.add_argument("--warmup", type=int, default=2)
+    db.add_argument("--threads", type=_positive, nargs="+", default=[1, 2])
+    db.add_argument("--repeats", type=_positive, default=10)
+    db.add_argument("--warmup", type=_non_negative, default=2)
     db.add_argument("--json", help="write the report here")
     db.add_argument("--strict", action="store_true", help="exit 1 when any device value differs from the desktop's")
     db.add_argument("--benchmark-model", help="LiteRT's benchmark_model binary for the device: also time whole files")
@@ -562,15 +671,15 @@ def build_parser() -> argparse.ArgumentParser:
                                        "(Android: edgesr.converter.export.tflite.build.build_delegate(compiler=<NDK clang>))")
     db.add_argument("--image-size", type=_wxh, default=(750, 1000),
                     help="LR image size (width x height) for the per-image figure; default 1000x750")
-    db.add_argument("--overlap", type=int, default=16, help="tile overlap for the per-image figures")
+    db.add_argument("--overlap", type=_non_negative, default=16, help="tile overlap for the per-image figures")
     db.add_argument("--image", help="also upscale this image on the device with the standalone runner (whole INT4 "
                                     "model, shared tile plan) and compare it with this machine's")
     db.set_defaults(func=cmd_device_bench)
     dp = dsub.add_parser("selftest-pack", help="input + expected output for the Android app's self-test button")
     dp.add_argument("--model", required=True, help="the file the app runs (w4.tflite or w4.pte)")
     dp.add_argument("--image", help="LR input (default: a crop of scikit-image's astronaut)")
-    dp.add_argument("--size", type=int, default=96, help="crop the input to at most SIZE x SIZE (default 96)")
-    dp.add_argument("--overlap", type=int, default=16, help="tile overlap, as the app uses (default 16)")
+    dp.add_argument("--size", type=_positive, default=96, help="crop the input to at most SIZE x SIZE (default 96)")
+    dp.add_argument("--overlap", type=_non_negative, default=16, help="tile overlap, as the app uses (default 16)")
     dp.add_argument("--out", required=True, help="folder for selftest_input.png and selftest_expected_<model>.png")
     dp.add_argument("--force", action="store_true")
     dp.set_defaults(func=cmd_device_selftest_pack)

@@ -37,11 +37,22 @@ class Adb:
             proc = subprocess.run([*self.argv, *args], capture_output=True, text=True, timeout=timeout)
         except FileNotFoundError:
             raise DeviceError(f"{self.argv[0]}: not found (install Android platform-tools or pass --adb)") from None
+        except OSError as e:
+            raise DeviceError(f"{self.argv[0]}: cannot run it: {e.strerror or e}") from None
         except subprocess.TimeoutExpired:
             raise DeviceError(f"adb {' '.join(args[:2])}: no answer within {timeout:.0f} s") from None
         if proc.returncode != 0:
             raise DeviceError(f"adb {' '.join(args)} failed: {(proc.stderr or proc.stdout).strip()[-500:]}")
         return proc.stdout
+
+    def check_device(self) -> None:
+        """One device online (``adb get-state`` says "device"), before anything is pushed."""
+        try:
+            state = self._run("get-state", timeout=30).strip()
+        except DeviceError as e:
+            raise DeviceError(f"no device reachable through adb: {e}") from None
+        if state != "device":
+            raise DeviceError(f"the device is {state!r}, not ready (unlock it and allow USB debugging)")
 
     def push(self, local: Path, remote: str) -> None:
         self._run("push", str(local), remote)

@@ -38,10 +38,19 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 
 def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     """One input file and a non-folder ``out`` name the file; otherwise ``out`` is a folder of <stem>.png."""
-    if len(files) == 1 and out.suffix.lower() == ".png":
+    suffix = out.suffix.lower()
+    if suffix in IMAGE_SUFFIXES and suffix != ".png":
+        raise EdgesrError(f"{out}: outputs are PNG files; name it .png, or give a folder")
+    if suffix == ".png" and len(files) > 1 and not out.is_dir():
+        raise EdgesrError(f"{out}: {len(files)} inputs need an output folder, not a .png name")
+    if len(files) == 1 and suffix == ".png" and not out.is_dir():
         targets = [out]
     else:
         targets = [out / f"{f.stem}.png" for f in files]
+    inputs = {f.resolve() for f in files}
+    same = [t for t in targets if t.exists() and t.resolve() in inputs]
+    if same:
+        raise EdgesrError(f"{same[0]} is an input; write the outputs elsewhere")
     if len(set(targets)) != len(targets):
         raise EdgesrError("two inputs share a file name; upscale them into different folders")
     existing = [t for t in targets if t.exists()]

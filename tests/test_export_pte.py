@@ -146,6 +146,15 @@ def test_export_cli(tmp_path):
     assert main(["export", "--model", str(ckpt), "--tile", "8x12", "--out", str(out)]) == 2  # exists, no --force
     assert main(["export", "--model", str(ckpt), "--tile", "10", "--out", str(tmp_path / "b.pte")]) == 2
     assert not (tmp_path / "b.pte").exists()
+    # mistakes caught before any lowering: format vs file name, --model with --quant, a missing artifact,
+    # an output path that is a folder or cannot be written
+    bad = [["--format", "onnx", "--out", str(tmp_path / "c.pte")],
+           ["--quant", str(tmp_path / "missing.safetensors"), "--out", str(tmp_path / "d.pte")],
+           ["--out", str(tmp_path)], ["--out", "/proc/edgesr-test.pte"]]
+    for extra in bad:
+        assert main(["export", "--model", str(ckpt), "--tile", "8x12", *extra]) == 2
+    assert main(["export", "--quant", str(ckpt), "--model", str(ckpt), "--out", str(tmp_path / "e.pte")]) == 2
+    assert not any((tmp_path / f"{n}.pte").exists() for n in "cde")
 
 
 def test_tiled_pte_matches_tiled_eager(fp_pte):

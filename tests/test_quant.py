@@ -227,6 +227,23 @@ def test_dqc_resume_matches_uninterrupted(tmp_path):
                for qa, qb in zip(quantizers(a).values(), quantizers(b).values()))
 
 
+def test_dqc_refuses_the_state_of_another_run(tmp_path):
+    """A work folder left by another model or config is not resumed (its bounds would be written silently)."""
+    from edgesr.errors import EdgesrError
+
+    fp = _tiny_fp()
+    x = torch.rand(2, 3, 16, 16)
+    cfg = DQCConfig(iterations=4, lr=1e-2)
+    q = quantize(fp, QuantConfig(bits=4, init="minmax"))
+    calibrate(q, x, q.quant_config)
+    run_dqc(q, fp, _FixedSampler(x), cfg, state_path=tmp_path / "s.pt", quiet=True, save_every=2, stop_after=2)
+    for bits, other_cfg in ((3, cfg), (4, DQCConfig(iterations=4, lr=5e-3))):
+        other = quantize(fp, QuantConfig(bits=bits, init="minmax"))
+        calibrate(other, x, other.quant_config)
+        with pytest.raises(EdgesrError, match="another run"):
+            run_dqc(other, fp, _FixedSampler(x), other_cfg, state_path=tmp_path / "s.pt", quiet=True)
+
+
 def test_feature_loss_is_per_sample():
     a = torch.randn(3, 16, 8)
     b = a.clone()

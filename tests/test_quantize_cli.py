@@ -84,3 +84,30 @@ def test_bare_machine_calibrates_on_sample_photos(tmp_path, monkeypatch, capsys)
     out = tmp_path / "q.safetensors"
     assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
     assert "edgesr_sample_photos" in read_artifact_metadata(out)["provenance"]["calibration"][0]
+
+
+def test_output_places_and_data_root_checked_before_calibration(tmp_path, capsys):
+    """A place the artifact cannot go, or a named data root without calibration images, fails at once."""
+    ckpt, calib = _setup(tmp_path)
+    base = ["quantize", "--model", str(ckpt), "--bits", "4", "--dqc", "none", "--quiet"]
+    assert main([*base, "--calib", str(calib), "--out", "/proc/edgesr-test.safetensors"]) == 2
+    assert "cannot" in _err(capsys)
+    assert main([*base, "--calib", str(calib), "--out", str(tmp_path)]) == 2
+    assert "is a folder" in _err(capsys)
+    assert main([*base, "--data-root", str(tmp_path / "nothing"), "--out", str(tmp_path / "q.safetensors")]) == 2
+    assert "no calibration/T91" in _err(capsys)
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x")
+    assert main([*base, "--calib", str(calib), "--work-dir", str(blocker), "--out", str(tmp_path / "q.safetensors")]) == 2
+    assert "not a folder" in _err(capsys)
+    assert not (tmp_path / "q.safetensors").exists()
+
+
+def test_config_values_of_the_wrong_type(tmp_path, capsys):
+    ckpt, calib = _setup(tmp_path)
+    for text, field in (("bits: 4.0", "bits"), ("linears: '*.attn.q'", "linears"), ("dqc: {iterations: 1.5}", "iterations")):
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(text + "\n")
+        assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--calib", str(calib),
+                     "--out", str(tmp_path / "q.safetensors"), "--quiet"]) == 2
+        assert field in _err(capsys)

@@ -127,3 +127,32 @@ def test_interrupted_upscale_leaves_no_file(tmp_path, tiny_ckpt, monkeypatch):
     out = tmp_path / "o"
     assert main(["upscale", str(src), "-o", str(out), "--model", str(ckpt), "--tile", "8", "--quiet"]) == 130
     assert list(out.iterdir()) == []
+
+
+def test_upscale_refuses_unsafe_outputs_and_bad_tiling(tmp_path, tiny_ckpt, capsys):
+    _, ckpt = tiny_ckpt
+    src = tmp_path / "a.png"
+    _img(src, 12, 12)
+    before = src.read_bytes()
+    base = ["--model", str(ckpt), "--tile", "8", "--quiet"]
+    # the output would replace its own input
+    assert main(["upscale", str(src), "-o", str(src), "--force", *base]) == 2
+    assert "is an input" in capsys.readouterr().err and src.read_bytes() == before
+    assert main(["upscale", str(src), "-o", str(tmp_path), "--force", *base]) == 2
+    assert src.read_bytes() == before
+    # a JPEG name, and one .png name for several inputs
+    assert main(["upscale", str(src), "-o", str(tmp_path / "x.jpg"), *base]) == 2
+    assert "outputs are PNG" in capsys.readouterr().err and not (tmp_path / "x.jpg").exists()
+    other = tmp_path / "b.png"
+    _img(other, 12, 12, seed=2)
+    assert main(["upscale", str(src), str(other), "-o", str(tmp_path / "two.png"), *base]) == 2
+    assert "need an output folder" in capsys.readouterr().err and not (tmp_path / "two.png").exists()
+    # overlap as large as the tile (a stride of one pixel), a tile off the window grid, a negative thread count
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o1.png"), *base, "--overlap", "8"]) == 2
+    assert "smaller than the 8x8 tile" in capsys.readouterr().err
+    assert main(["upscale", str(src), "-o", str(tmp_path / "o2.png"), "--model", str(ckpt), "--tile", "6"]) == 2
+    assert "multiple of the model's window size" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:
+        main(["upscale", str(src), "-o", str(tmp_path / "o3.png"), *base, "--threads", "-1"])
+    assert e.value.code == 2
+    assert not any((tmp_path / f"o{i}.png").exists() for i in (1, 2, 3))
