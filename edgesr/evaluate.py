@@ -65,6 +65,9 @@ def load_upscaler(spec: str, scale: int | None) -> Upscaler:
     from edgesr.models.zoo import resolve
 
     path, entry = resolve(spec)
+    if path.suffix.lower() in (".pte", ".tflite", ".onnx"):
+        raise EdgesrError(f"{path}: an exported file; this command takes a zoo name, a checkpoint or a quantized "
+                          "artifact (run exported files with `edgesr upscale`, compare them with `edgesr parity`)")
     if path.suffix == ".safetensors" and is_artifact(path):
         model = load_artifact(path)
         if scale is not None and model.scale != scale:

@@ -143,14 +143,15 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     ``on_ready()`` runs once the data is built, before the first step (runs sharing a GPU start together, so
     each one's budget probe sees the shared speed)."""
     run_dir = Path(run_dir)
+    if cfg.time_budget < 0:
+        raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
+    files = calibration_files(data_root)  # before the run folder exists: a bad data root leaves nothing behind
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     torch.use_deterministic_algorithms(cfg.deterministic, warn_only=True)
 
-    if cfg.time_budget < 0:
-        raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
     state_path = run_dir / "state.pt"
     cfg_path = run_dir / "train_config.json"
     if state_path.exists():
@@ -178,7 +179,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     if cfg.time_budget and not steps_fixed and cfg.probe_steps >= cfg.warmup:
         raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
 
-    files = calibration_files(data_root)
     train_files, val_files = split_holdout(files, cfg.holdout_every)
     if cfg.max_images:
         train_files, val_files = train_files[: cfg.max_images], val_files[: max(1, cfg.max_images // 4)]

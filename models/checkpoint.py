@@ -170,6 +170,9 @@ def load_model(path: str | Path, scale: int | None = None) -> SwinIR:
         except (SafetensorError, OSError, ValueError) as e:
             raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
         if "edgesr.config" in meta:
+            if str(meta.get("edgesr.format", "")).startswith("2dquant/"):
+                raise CheckpointError(f"{path} is a quantized artifact; a full-precision checkpoint is needed here "
+                                      "(a zoo name, an edgesr checkpoint or an official .pth)")
             if meta.get("edgesr.format") != FORMAT:
                 raise CheckpointError(f"{path}: format {meta.get('edgesr.format')!r}, expected {FORMAT!r}")
             try:

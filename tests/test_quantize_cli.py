@@ -51,6 +51,14 @@ def test_quantize_then_eval_artifact(tmp_path, capsys):
     # Refuses to overwrite.
     assert main(["quantize", "--model", str(ckpt), "--config", str(cfg), "--calib", str(calib), "--out", str(out), "--quiet"]) == 2
     assert "exists" in _err(capsys)
+    # An artifact where an FP checkpoint belongs, an exported file where a PyTorch model belongs.
+    assert main(["quantize", "--model", str(out), "--calib", str(calib), "--out", str(tmp_path / "q2.safetensors"),
+                 "--quiet"]) == 2
+    assert "is a quantized artifact" in _err(capsys)
+    exported = tmp_path / "m.tflite"
+    exported.write_bytes(b"\0" * 64)
+    assert main(["eval", "--model", str(exported), "--quiet"]) == 2
+    assert "an exported file" in _err(capsys)
 
 
 def test_empty_calibration_folder(tmp_path, capsys):
