@@ -47,7 +47,7 @@ def convert(fp_model, config: QuantConfig, calib_folders: list[Path] | None, out
     folders = [Path(f) for f in (calib_folders or default_calibration_folders(data_root))]
     for f in folders:
         if not f.is_dir():
-            raise DataError(f"calibration folder {f} does not exist")
+            raise DataError(f"calibration folder {f} {'is not a folder' if f.exists() else 'does not exist'}")
     t0 = time.time()
     scale = fp_model.scale
     fp_model.eval()

@@ -689,9 +689,23 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _sigterm_as_interrupt() -> None:
+    """SIGTERM (a killed job, a closed container) unwinds like Ctrl-C, so partial outputs are removed."""
+    import signal
+    import threading
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, interrupt)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the console script, not a caller's process
+        _sigterm_as_interrupt()
     warnings.showwarning = lambda msg, *a, **k: print(f"edgesr: warning: {msg}", file=sys.stderr)
     try:
         return args.func(args)

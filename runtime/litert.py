@@ -47,6 +47,8 @@ def delegate_library() -> Path:
 def read_metadata(data: bytes, path: Path) -> dict:
     from ai_edge_litert import schema_py_generated as fb
 
+    if data[4:8] != TFLITE_MAGIC:
+        raise TfliteError(f"{path}: not a LiteRT model (.tflite): missing the TFL3 identifier")
     try:
         model = fb.Model.GetRootAs(data, 0)
         entries = {model.Metadata(i).Name().decode(): model.Metadata(i).Buffer() for i in range(model.MetadataLength())}

@@ -156,3 +156,35 @@ def test_upscale_refuses_unsafe_outputs_and_bad_tiling(tmp_path, tiny_ckpt, caps
         main(["upscale", str(src), "-o", str(tmp_path / "o3.png"), *base, "--threads", "-1"])
     assert e.value.code == 2
     assert not any((tmp_path / f"o{i}.png").exists() for i in (1, 2, 3))
+
+
+def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path, tiny_ckpt):
+    """The console script turns SIGTERM into the Ctrl-C path, which removes the temporary PNG."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    _, ckpt = tiny_ckpt
+    src = tmp_path / "big.png"
+    _img(src, 256, 256)
+    out = tmp_path / "out.png"
+    code = ("import sys, time; import edgesr.runtime.upscale as u; orig = u.write_png_bands\n"
+            "def slow(path, w, h, bands):\n"
+            "    def gen():\n"
+            "        for b in bands:\n"
+            "            yield b; time.sleep(0.5)\n"
+            "    return orig(path, w, h, gen())\n"
+            "u.write_png_bands = slow\n"
+            "from edgesr.cli import main; sys.argv = ['edgesr'] + sys.argv[1:]; sys.exit(main())")
+    proc = subprocess.Popen([sys.executable, "-c", code, "upscale", str(src), "-o", str(out), "--model", str(ckpt),
+                             "--tile", "32", "--quiet"], stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not list(tmp_path.glob(".out.png.tmp")):
+        time.sleep(0.1)
+    assert list(tmp_path.glob(".out.png.tmp")), "the upscale never started writing"
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
+    assert not out.exists() and not list(tmp_path.glob(".*.tmp"))

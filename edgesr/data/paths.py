@@ -25,5 +25,5 @@ def resolve_data_root(data_root: str | Path | None = None) -> Path:
     if root is None:
         raise DataError("no data root: pass --data-root or set EDGESR_DATA_ROOT (expects benchmark/ and calibration/)")
     if not root.is_dir():
-        raise DataError(f"data root {root} does not exist")
+        raise DataError(f"data root {root} {'is not a folder' if root.exists() else 'does not exist'}")
     return root
