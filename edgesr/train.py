@@ -145,6 +145,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     run_dir = Path(run_dir)
     if cfg.time_budget < 0:
         raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
+    if cfg.time_budget and cfg.probe_steps >= cfg.warmup and not (run_dir / "state.pt").exists():
+        raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
+    dev = _device(cfg.device)
     files = calibration_files(data_root)  # before the run folder exists: a bad data root leaves nothing behind
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -160,7 +163,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             raise EdgesrError(f"{run_dir} holds a run with another seed/scale; use a new run directory")
 
     t_begin = time.time()
-    dev = _device(cfg.device)
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
