@@ -289,13 +289,21 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgesr.runtime.session import open_model
-    from edgesr.runtime.upscale import collect_inputs, output_paths, upscale_files
-
-    from edgesr.runtime.session import size_multiple
+    from edgesr.runtime.upscale import collect_inputs, output_paths, remove_created_dirs
 
     files = collect_inputs(args.inputs)
     targets = output_paths(files, Path(args.out), args.force)
+    try:
+        return _upscale(args, files, targets)
+    except (EdgesrError, KeyboardInterrupt):
+        remove_created_dirs()  # only the empty ones: outputs already written stay
+        raise
+
+
+def _upscale(args: argparse.Namespace, files, targets) -> int:
+    from edgesr.runtime.session import open_model, size_multiple
+    from edgesr.runtime.upscale import upscale_files
+
     model = open_model(args.model, threads=args.threads or 1, tile=args.tile or (64, 64))
     tile, multiple = tuple(model.tile), size_multiple(model)
     if args.tile and tuple(args.tile) != tile:

@@ -38,6 +38,7 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
 
 def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     """One input file and a non-folder ``out`` name the file; otherwise ``out`` is a folder of <stem>.png."""
+    CREATED_DIRS.clear()
     suffix = out.suffix.lower()
     if suffix in IMAGE_SUFFIXES and suffix != ".png":
         raise EdgesrError(f"{out}: outputs are PNG files; name it .png, or give a folder")
@@ -57,6 +58,7 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     if existing and not force:
         raise EdgesrError(f"{existing[0]} exists (use --force to overwrite)")
     for parent in sorted({t.parent for t in targets}):
+        missing = [d for d in (parent, *parent.parents) if not d.exists()]
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -67,7 +69,22 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
             probe.unlink()
         except OSError as e:
             raise EdgesrError(f"output folder {parent} is not writable: {e.strerror}") from None
+        CREATED_DIRS.extend(missing)  # deepest first
     return targets
+
+
+# Folders output_paths created in this process, so a run that fails before writing can remove them again.
+CREATED_DIRS: list[Path] = []
+
+
+def remove_created_dirs() -> None:
+    """Remove the folders output_paths created, if they are still empty (a failed run leaves nothing)."""
+    while CREATED_DIRS:
+        d = CREATED_DIRS.pop(0)
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def write_png_bands(path: Path, width: int, height: int, bands) -> None:

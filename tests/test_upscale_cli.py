@@ -126,7 +126,7 @@ def test_interrupted_upscale_leaves_no_file(tmp_path, tiny_ckpt, monkeypatch):
     monkeypatch.setattr(session.TorchModel, "run", flaky)
     out = tmp_path / "o"
     assert main(["upscale", str(src), "-o", str(out), "--model", str(ckpt), "--tile", "8", "--quiet"]) == 130
-    assert list(out.iterdir()) == []
+    assert not out.exists()  # no partial PNG, and the folder this run created is gone again
 
 
 def test_upscale_refuses_unsafe_outputs_and_bad_tiling(tmp_path, tiny_ckpt, capsys):
@@ -188,3 +188,14 @@ def test_sigterm_during_upscale_leaves_no_partial_file(tmp_path, tiny_ckpt):
     proc.wait(timeout=60)
     assert proc.returncode == 130 and "interrupted" in proc.stderr.read()
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_failed_upscale_removes_the_folders_it_created(tmp_path, tiny_ckpt):
+    _, ckpt = tiny_ckpt
+    src = tmp_path / "mixed"
+    src.mkdir()
+    _img(src / "a.png", 9, 9)
+    (src / "z.png").write_bytes(b"not an image")
+    out = tmp_path / "new" / "deeper"
+    assert main(["upscale", str(src), "-o", str(out), "--model", str(ckpt), "--tile", "8", "--quiet"]) == 2
+    assert not (tmp_path / "new").exists()
