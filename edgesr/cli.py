@@ -128,9 +128,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from edgesr.progress import stdout_console
 
     _threads(args.threads)
-    if args.out and Path(args.out).exists() and not Path(args.out).is_dir():
-        raise EdgesrError(f"{args.out} exists and is not a folder")
     ups = [load_upscaler(args.model, None)]
+    _out_dir(args.out)
     source = ups[0].info.get("source")  # a quantized artifact also runs its FP source model, when present
     if source and Path(source).is_file():
         ups.append(load_upscaler(source, ups[0].scale))
@@ -530,6 +529,7 @@ def cmd_device_selftest_pack(args: argparse.Namespace) -> int:
         raise EdgesrError(f"{expected_png} already exists (use --force to overwrite)")
     image = load_rgb(args.image) if args.image else sample_photos(["astronaut"])["astronaut"][::4, ::4]
     image = np.ascontiguousarray(image[: args.size, : args.size])
+    _out_dir(out)
     if input_png.exists() and not args.force and not np.array_equal(load_rgb(input_png), image):
         raise EdgesrError(f"{input_png} holds another input (other --image/--size?): the other models' expected "
                           "outputs were made from it; use another --out, or --force to replace it")

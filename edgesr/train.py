@@ -149,7 +149,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
     dev = _device(cfg.device)
     files = calibration_files(data_root)  # before the run folder exists: a bad data root leaves nothing behind
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise EdgesrError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
