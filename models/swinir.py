@@ -116,6 +116,17 @@ def cyclic_shift(x: torch.Tensor, shift: int) -> torch.Tensor:
 _ON_DEVICE: dict = {}
 
 
+def _cached_constant(build):
+    """lru_cache for the attention's constant tensors, built outside inference mode: a tensor first made under
+    ``torch.inference_mode()`` (an upscale) is an inference tensor, and a later training step in the same
+    process could not save it for backward."""
+    @functools.wraps(build)
+    def plain(*args):
+        with torch.inference_mode(False):
+            return build(*args)
+    return plain
+
+
 def _on_device(t: torch.Tensor, key: tuple, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
     """``t`` on an accelerator, copied once per (key, device, dtype): a per-forward host-to-device copy would
     stall the launch queue. CPU tensors and traced graphs (export, compile) take ``t`` as it is."""
@@ -125,11 +136,13 @@ def _on_device(t: torch.Tensor, key: tuple, device: torch.device, dtype: torch.d
     if k not in _ON_DEVICE:
         if len(_ON_DEVICE) >= 64:  # masks of many image sizes (a 500x500 one is 64 MB): keep memory bounded
             _ON_DEVICE.clear()
-        _ON_DEVICE[k] = t.to(device, dtype) if dtype is not None else t.to(device)
+        with torch.inference_mode(False):  # cached across calls: see _cached_constant
+            _ON_DEVICE[k] = t.to(device, dtype) if dtype is not None else t.to(device)
     return _ON_DEVICE[k]
 
 
 @functools.lru_cache(maxsize=None)
+@_cached_constant
 def relative_position_index(ws: int) -> torch.Tensor:
     """(ws*ws, ws*ws) index into the (2ws-1)^2 bias table; built once per window size."""
     coords = torch.stack(torch.meshgrid(torch.arange(ws), torch.arange(ws), indexing="ij")).flatten(1)
@@ -138,6 +151,7 @@ def relative_position_index(ws: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
+@_cached_constant
 def shifted_window_regions(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """(nW, ws*ws) region label of every token of every shifted window; tokens attend within one label."""
     region = torch.zeros(1, h, w, 1)
@@ -151,6 +165,7 @@ def shifted_window_regions(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
 
 
 @functools.lru_cache(maxsize=32)
+@_cached_constant
 def shifted_window_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
     """(nW, ws*ws, ws*ws) additive mask (0 or -100) for shifted windows of an h x w feature map."""
     ids = shifted_window_regions(h, w, ws, shift)

@@ -98,3 +98,21 @@ def test_pad_to_multiple_mirrors_like_the_test_script():
 def test_run_padded_crops_back():
     m = SwinIR(SwinIRConfig(scale=3, embed_dim=12, depths=(1,), num_heads=(2,), window_size=4)).eval()
     assert run_padded(m, torch.rand(1, 3, 7, 9)).shape == (1, 3, 21, 27)
+
+
+def test_training_after_inference_in_the_same_process():
+    """The cached window constants, first built under inference_mode (an upscale), stay usable by autograd."""
+    from edgesr.models import swinir
+
+    for fn in (swinir.relative_position_index, swinir.shifted_window_regions, swinir.shifted_window_mask):
+        fn.cache_clear()
+    torch.manual_seed(0)
+    from tests.conftest import TINY
+
+    m = swinir.SwinIR(swinir.SwinIRConfig(scale=2, **TINY))
+    x = torch.rand(1, 3, 8, 8)
+    with torch.inference_mode():
+        m.eval()(x)
+    loss = m.train()(x).mean()
+    loss.backward()
+    assert all(p.grad is not None for p in m.parameters() if p.requires_grad)
