@@ -50,24 +50,17 @@ _positive, _non_negative = _int_at_least(1), _int_at_least(0)
 
 def _out_file(path: str | None):
     """Check an output file's place before any long work: not a folder, and its folder exists (or is created)
-    and takes files (a probe file is created and removed: permission bits say nothing on read-only or virtual
-    file systems)."""
-    import os
-    import tempfile
+    and takes files."""
     from pathlib import Path
+
+    from edgesr.data.io import make_output_dir
 
     if path is None:
         return None
     p = Path(path)
     if p.is_dir():
         raise EdgesrError(f"{p} is a folder; give a file path")
-    parent = _out_dir(p.parent)  # created if missing, as the writers do
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".edgesr-probe-", dir=parent)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        raise EdgesrError(f"cannot write into {parent}: {e.strerror or e}") from None
+    make_output_dir(p.parent)  # created if missing, as the writers do
     return p
 
 
@@ -75,16 +68,11 @@ def _out_dir(path: str | None):
     """Create an output folder up front (with its parents), or say why it cannot be."""
     from pathlib import Path
 
-    if path is None:
-        return None
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise EdgesrError(f"{p} exists and is not a folder")
-    try:
-        p.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgesrError(f"cannot create the folder {p}: {e.strerror or e}") from None
-    return p
+    from edgesr.data.io import make_output_dir
+
+    if path is not None:
+        make_output_dir(path)
+    return None if path is None else Path(path)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -288,14 +276,15 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_upscale(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from edgesr.runtime.upscale import collect_inputs, output_paths, remove_created_dirs
+    from edgesr.data.io import remove_empty_dirs
+    from edgesr.runtime.upscale import collect_inputs, output_paths
 
     files = collect_inputs(args.inputs)
-    targets = output_paths(files, Path(args.out), args.force)
+    targets, created = output_paths(files, Path(args.out), args.force)
     try:
         return _upscale(args, files, targets)
     except (EdgesrError, KeyboardInterrupt):
-        remove_created_dirs()  # only the empty ones: outputs already written stay
+        remove_empty_dirs(created)  # outputs already written keep their folders
         raise
 
 
@@ -388,8 +377,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise EdgesrError(f"--run-dir {run_dir} exists and is not a folder")
-    if args.patch % 8:
-        raise EdgesrError(f"--patch {args.patch} must be a multiple of the window size 8")
 
     cfg = TrainConfig(
         scale=args.scale,
@@ -431,7 +418,8 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
         raise EdgesrError(f"{model}: no such file")
     _out_file(args.json)
     meta = read_metadata(model.read_bytes(), model)
-    Adb(args.adb, args.serial).check_device()
+    adb = Adb(args.adb, args.serial)
+    adb.check_device()
     if args.image and not Path(args.image).is_file():
         raise EdgesrError(f"--image {args.image}: no such file")
     if (args.benchmark_model or args.image) and not 0 <= args.overlap < min(meta["tile"]):
@@ -453,7 +441,7 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
             except NativeBuildError as e:
                 raise EdgesrError(f"building the device runner failed: {e}") from None
         console = stdout_console()
-        report = device_bench(Adb(args.adb, args.serial), model, device_runner, host, threads=args.threads,
+        report = device_bench(adb, model, device_runner, host, threads=args.threads,
                               repeats=args.repeats, warmup=args.warmup, image=args.image, overlap=args.overlap,
                               progress=lambda r: console.print(f"group {r['group']}, {r['threads']} thread(s): "
                                                                f"{r['ms_median']:.2f} ms"))
@@ -487,7 +475,7 @@ def cmd_device_bench(args: argparse.Namespace) -> int:
             raise EdgesrError(f"--delegate {args.delegate}: no such file")
         h, w = args.image_size
         tiles = plan_tiles(h, w, tuple(meta["tile"]), args.overlap, int(meta["scale"])).count
-        lat = whole_model_bench(Adb(args.adb, args.serial), Path(args.benchmark_model), files,
+        lat = whole_model_bench(adb, Path(args.benchmark_model), files,
                                 Path(args.delegate) if args.delegate else None, threads=args.threads,
                                 num_runs=args.repeats)
         whole = Table(title=f"whole files on the device (LiteRT benchmark_model); per image: {w}x{h} LR, "
@@ -534,7 +522,6 @@ def cmd_device_selftest_pack(args: argparse.Namespace) -> int:
         raise EdgesrError(f"{input_png} holds another input (other --image/--size?): the other models' expected "
                           "outputs were made from it; use another --out, or --force to replace it")
     expected = upscale(open_model(model_path), image, args.overlap)
-    out.mkdir(parents=True, exist_ok=True)
     save_png(image, input_png)
     save_png(expected, expected_png)
     print(f"{input_png} ({image.shape[1]}x{image.shape[0]}), {expected_png} ({expected.shape[1]}x{expected.shape[0]}); "
@@ -581,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--run-dir", required=True, help="checkpoints and logs; an existing run resumes")
     t.add_argument("--steps", type=_positive, default=4000)
     t.add_argument("--batch", type=_positive, default=8)
-    t.add_argument("--patch", type=_positive, default=48, help="LR patch side (a multiple of the window, 8)")
+    t.add_argument("--patch", type=_positive, default=48, help="LR patch side (a multiple of the window size)")
     t.add_argument("--lr", type=_positive_float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-every", type=_positive, default=250)

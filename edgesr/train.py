@@ -170,6 +170,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     model = initial_model(cfg).to(dev).train()
+    if cfg.patch % model.window_size:
+        raise EdgesrError(f"patch {cfg.patch} must be a multiple of the window size {model.window_size}")
     # One fused kernel per step on a GPU (Adam took 11.7 ms of a 108 ms H100 step as separate kernels).
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay, fused=dev.type == "cuda")
     step, best, steps_fixed = 0, -1.0, False

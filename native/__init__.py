@@ -233,17 +233,19 @@ def build(out: str | Path, compiler: str | list[str] | None = None, jobs: int | 
 
 
 def build_plugin(lib_name: str, sources: list[tuple[Path, list[str]]], linker: list[str], link_args: list[str],
-                 key_parts: tuple = (), force: bool = False, compiler: str | list[str] | None = None) -> Path:
+                 key_parts: tuple = (), force: bool = False, compiler: str | list[str] | None = None,
+                 kernels: bool = True) -> Path:
     """A shared library of the kernels plus ``sources`` (each ``(file, compiler argv without -c/-o)``), linked by
     ``[*linker, -o lib, objects..., *link_args]``: the delegates' libraries. Cached like the kernels, keyed by
     every input, and published atomically (concurrent builders race harmlessly). ``compiler`` (default: the
-    host's) compiles the kernels; a cross compiler gives them its target's ISA flags."""
+    host's) compiles the kernels; a cross compiler gives them its target's ISA flags. ``kernels=False``: only
+    ``sources`` (a library that reaches the kernels through another one already loaded)."""
     cc = _compiler(compiler)
     arch = target_arch(cc)
     h = hashlib.sha256(_build_key(cc, arch).encode())
     for src, argv in sources:
         h.update(src.name.encode() + b"\0" + Path(src).read_bytes() + json.dumps(argv).encode())
-    h.update(json.dumps([lib_name, linker, link_args, [str(k) for k in key_parts]]).encode())
+    h.update(json.dumps([lib_name, linker, link_args, [str(k) for k in key_parts], kernels]).encode())
     out_dir = _cache_root() / f"{Path(lib_name).stem}-{h.hexdigest()[:16]}"
     lib = out_dir / lib_name
     if lib.is_file() and not force:
@@ -251,7 +253,7 @@ def build_plugin(lib_name: str, sources: list[tuple[Path, list[str]]], linker: l
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{Path(lib_name).stem}-", dir=out_dir.parent))
     try:
-        cmds = compile_commands(cc, arch, tmp)
+        cmds = compile_commands(cc, arch, tmp) if kernels else []
         cmds += [(src, tmp / (Path(src).stem + ".o"), [*argv, "-c", str(src), "-o", str(tmp / (Path(src).stem + ".o"))])
                  for src, argv in sources]
         with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from edgesr.data.io import IMAGE_SUFFIXES, list_images, load_rgb
+from edgesr.data.io import IMAGE_SUFFIXES, list_images, load_rgb, make_output_dir
 from edgesr.errors import EdgesrError, ImageError
 from edgesr.progress import progress_bar
 from edgesr.runtime.session import tile_count, upscale_bands
@@ -36,9 +36,9 @@ def collect_inputs(inputs: list[str]) -> list[Path]:
     return files
 
 
-def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
-    """One input file and a non-folder ``out`` name the file; otherwise ``out`` is a folder of <stem>.png."""
-    CREATED_DIRS.clear()
+def output_paths(files: list[Path], out: Path, force: bool) -> tuple[list[Path], list[Path]]:
+    """One input file and a non-folder ``out`` name the file; otherwise ``out`` is a folder of <stem>.png.
+    Returns the targets and the folders created for them (see :func:`edgesr.data.io.make_output_dir`)."""
     suffix = out.suffix.lower()
     if suffix in IMAGE_SUFFIXES and suffix != ".png":
         raise EdgesrError(f"{out}: outputs are PNG files; name it .png, or give a folder")
@@ -57,34 +57,10 @@ def output_paths(files: list[Path], out: Path, force: bool) -> list[Path]:
     existing = [t for t in targets if t.exists()]
     if existing and not force:
         raise EdgesrError(f"{existing[0]} exists (use --force to overwrite)")
+    created: list[Path] = []
     for parent in sorted({t.parent for t in targets}):
-        missing = [d for d in (parent, *parent.parents) if not d.exists()]
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise EdgesrError(f"cannot create the output folder {parent}: {e.strerror}") from None
-        probe = parent / ".edgesr-write-test"
-        try:
-            probe.touch()
-            probe.unlink()
-        except OSError as e:
-            raise EdgesrError(f"output folder {parent} is not writable: {e.strerror}") from None
-        CREATED_DIRS.extend(missing)  # deepest first
-    return targets
-
-
-# Folders output_paths created in this process, so a run that fails before writing can remove them again.
-CREATED_DIRS: list[Path] = []
-
-
-def remove_created_dirs() -> None:
-    """Remove the folders output_paths created, if they are still empty (a failed run leaves nothing)."""
-    while CREATED_DIRS:
-        d = CREATED_DIRS.pop(0)
-        try:
-            d.rmdir()
-        except OSError:
-            pass
+        created += make_output_dir(parent)
+    return targets, created
 
 
 def write_png_bands(path: Path, width: int, height: int, bands) -> None:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from edgesr.errors import ImageError
+from edgesr.errors import EdgesrError, ImageError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 
@@ -66,6 +66,36 @@ def list_images(folder: str | Path) -> list[Path]:
     if not files:
         raise ImageError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)})")
     return files
+
+
+def make_output_dir(path: str | Path) -> list[Path]:
+    """Create an output folder (with its parents) and check it takes files, before any long work; returns the
+    folders this call created, deepest first, so a run that fails can remove them again. A probe file is created
+    and removed: permission bits say nothing on read-only or virtual file systems."""
+    import os
+    import tempfile
+
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise EdgesrError(f"{p} exists and is not a folder")
+    created = [d for d in (p, *p.parents) if not d.exists()]
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".edgesr-probe-", dir=p)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise EdgesrError(f"cannot write into the output folder {p}: {e.strerror or e}") from None
+    return created
+
+
+def remove_empty_dirs(dirs: list[Path]) -> None:
+    """Remove these folders (deepest first) where they are empty; others stay."""
+    for d in dirs:
+        try:
+            d.rmdir()
+        except OSError:
+            pass
 
 
 def save_png(arr: np.ndarray, path: str | Path) -> None:

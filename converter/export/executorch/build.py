@@ -72,7 +72,7 @@ def build_pte_runner(force: bool = False) -> Path:
     compile_argv.append(f"-I{Path(torch.__file__).parent / 'include'}")
     try:
         return native.build_plugin(RUNNER_LIB_NAME, [(RUNNER_SOURCE, compile_argv)], [cxx, "-shared"], link_args,
-                                   key_parts=(root, sys.version_info[:2]), force=force)
+                                   key_parts=(root, sys.version_info[:2]), force=force, kernels=False)
     except native.NativeBuildError as e:
         raise DelegateBuildError(f"building the .pte runner library failed: {e}") from None
 

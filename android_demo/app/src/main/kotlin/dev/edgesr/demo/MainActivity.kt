@@ -43,14 +43,11 @@ class MainActivity : Activity() {
             "self-test: needs selftest_input.png and w4.tflite or w4.pte (edgesr device selftest-pack, then adb push)"
         } else {
             val bitmap = BitmapFactory.decodeFile(input.path)
-            val px = IntArray(bitmap.width * bitmap.height)
-            bitmap.getPixels(px, 0, bitmap.width, 0, 0, bitmap.width, bitmap.height)
+            val px = bitmap.argb()
             models.joinToString("\n") { model ->
                 val expectedFile = File(dir, "selftest_expected_${model.name}.png")
                 if (!expectedFile.isFile) return@joinToString "self-test ${model.name}: missing ${expectedFile.name}"
-                val expected = BitmapFactory.decodeFile(expectedFile.path)
-                val want = IntArray(expected.width * expected.height)
-                expected.getPixels(want, 0, expected.width, 0, 0, expected.width, expected.height)
+                val want = BitmapFactory.decodeFile(expectedFile.path).argb()
                 try {
                     val got = TiledUpscaler(openTileModel(model, threads)).use {
                         it.upscale(px, bitmap.height, bitmap.width)
@@ -69,6 +66,9 @@ class MainActivity : Activity() {
         runOnUiThread { findViewById<TextView>(R.id.status).setText(report) }
     }
 
+    /** The bitmap's pixels, packed ARGB, row-major. */
+    private fun Bitmap.argb(): IntArray = IntArray(width * height).also { getPixels(it, 0, width, 0, 0, width, height) }
+
     private fun rgbBytes(argb: IntArray): ByteArray = ByteArray(argb.size * 3) { i ->
         ((argb[i / 3] shr (16 - 8 * (i % 3))) and 0xFF).toByte()
     }
@@ -79,6 +79,9 @@ class MainActivity : Activity() {
         val bitmap = contentResolver.openInputStream(uri)?.use { BitmapFactory.decodeStream(it) } ?: return
         val status = findViewById<TextView>(R.id.status)
         Thread {
+            val w = bitmap.width
+            val h = bitmap.height
+            val px = bitmap.argb()
             val lines = StringBuilder("${NativeLib.kernelPaths()}, $threads threads\n")
             for ((name, view) in listOf("fp32" to R.id.fp32_result, "w4" to R.id.int4_result)) {
                 val models = MODEL_FILES.map { File(getExternalFilesDir(null), "$name$it") }.filter { it.isFile }
@@ -86,10 +89,6 @@ class MainActivity : Activity() {
                 for (model in models) {
                     val line = try {
                         TiledUpscaler(openTileModel(model, threads)).use { up ->
-                            val w = bitmap.width
-                            val h = bitmap.height
-                            val px = IntArray(w * h)
-                            bitmap.getPixels(px, 0, w, 0, 0, w, h)
                             val t0 = System.nanoTime()
                             val out = up.upscale(px, h, w)
                             val total = (System.nanoTime() - t0) / 1e6
