@@ -95,6 +95,22 @@ def test_codes_nan_and_degenerate_bounds(isa):
     assert native.quantize_codes(x, 1.0, 1.0, 4).tolist() == [0, 0, 0, 0]  # upper <= lower: all zero
 
 
+@pytest.mark.parametrize("bits", [2, 4, 8])
+def test_codes_of_special_values_inside_long_rows(isa, bits):
+    """NaN, infinities and values beyond the int32 range of the guess, scattered through a row long enough for
+    the vector loops' main body (not only their tails)."""
+    rng = np.random.default_rng(bits)
+    lo, hi = -1.5, 2.5
+    x = _tricky_values(rng, lo, hi, bits, 100)
+    specials = np.array([np.nan, np.inf, -np.inf, 3e9, -3e9, 1e38, -1e38], dtype=np.float32)
+    x[rng.choice(x.size, 60, replace=False)] = rng.choice(specials, 60)
+    got = native.quantize_codes(x, lo, hi, bits)
+    finite_or_inf = ~np.isnan(x)
+    ref = quant_codes(torch.from_numpy(x[finite_or_inf]), torch.tensor(lo), torch.tensor(hi), bits).numpy()
+    assert np.array_equal(got[finite_or_inf], ref)
+    assert not got[np.isnan(x)].any()  # NaN gives code 0
+
+
 @pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 7, 8])
 def test_unpack_codes_matches_converter(bits):
     rng = np.random.default_rng(bits)

@@ -197,6 +197,7 @@ static void vnni_gemm(const ek_gemm_args *a) {
 /* Quantizer constants in registers. */
 typedef struct {
   __m512 lo, hi, step, rstep, nlr, zero, levels, thr;
+  __m512 nlr_up, top_up, band; /* the floor form (vnni_floor_guess) */
   int fast;
 } vnni_q;
 
@@ -210,6 +211,9 @@ EK_INLINE vnni_q vnni_q_make(const ek_qparams *q) {
   c.zero = _mm512_setzero_ps();
   c.levels = _mm512_set1_ps((float)q->levels);
   c.thr = _mm512_set1_ps(0.5f - EK_NEAR_HALF);
+  c.nlr_up = _mm512_set1_ps(q->nlr + (0.5f + EK_NEAR_HALF));
+  c.top_up = _mm512_set1_ps((float)q->levels + (0.5f + EK_NEAR_HALF));
+  c.band = _mm512_set1_ps(2.0f * EK_NEAR_HALF);
   c.fast = q->fast;
   return c;
 }
@@ -249,10 +253,41 @@ EK_INLINE __mmask16 vnni_mask(int left) {
   return left >= 16 ? (__mmask16)0xffff : left <= 0 ? (__mmask16)0 : (__mmask16)((1u << left) - 1u);
 }
 
+/* Codes of the fast form in two instructions fewer than vnni_guess + vnni_round (no clamp at 0, no |.|): with
+ * h = fma(v, rstep, nlr + 0.5 + E) (E = EK_NEAR_HALF), capped at L + 0.5 + E, the code is floor(h) unless
+ * h - floor(h) < 2E. Why: h lies within 2^-12 (< E) of quotient + 0.5 + E (the fast bound of ek_internal.h, plus
+ * half an ulp for adding 0.5 + E to nlr, whose magnitude is at most 512), so h - floor(h) >= 2E puts the quotient
+ * + 0.5 strictly inside (floor(h), floor(h) + 1): no tie, and round half to even gives floor(h). Lanes inside the
+ * band (including NaN, unordered) are redone with the division. Below the range floor(h) is negative and the
+ * caller's saturating packs make it 0, as the clamp would (beyond the int32 range the conversion gives INT_MIN,
+ * also 0: h - floor(h) is then 0, in the band, so such lanes are redone anyway). min_ps returns its second
+ * operand for NaN, so a NaN stays NaN. Round-down in VREDUCEPS and the conversion regardless of MXCSR. */
+EK_INLINE __m512i vnni_floor_codes(const vnni_q *c, __m512 v) {
+  const __m512 h = _mm512_min_ps(c->top_up, _mm512_fmadd_ps(v, c->rstep, c->nlr_up));
+  const __mmask16 near = _mm512_cmp_ps_mask(_mm512_reduce_ps(h, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC), c->band,
+                                            _CMP_NGE_UQ);
+  __m512i ci = _mm512_cvt_roundps_epi32(h, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+  if (near) {
+    const __m512 t = _mm512_sub_ps(_mm512_min_ps(_mm512_max_ps(v, c->lo), c->hi), c->lo);
+    ci = _mm512_mask_cvt_roundps_epi32(ci, near, _mm512_div_ps(t, c->step), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  }
+  return ci;
+}
+
 /* n contiguous floats to n codes, 64 at a time (one 4-register pack instead of four narrowing stores). */
 static void vnni_quantize_flat(const float *x, size_t n, const vnni_q *c, uint8_t *codes) {
   const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
   size_t i = 0;
+  if (c->fast)
+    for (; i + 64 <= n; i += 64) {
+      const __m512i a = vnni_floor_codes(c, _mm512_loadu_ps(x + i));
+      const __m512i b = vnni_floor_codes(c, _mm512_loadu_ps(x + i + 16));
+      const __m512i d = vnni_floor_codes(c, _mm512_loadu_ps(x + i + 32));
+      const __m512i e = vnni_floor_codes(c, _mm512_loadu_ps(x + i + 48));
+      _mm512_storeu_si512((void *)(codes + i),
+                          _mm512_permutexvar_epi32(perm, _mm512_packus_epi16(_mm512_packus_epi32(a, b),
+                                                                             _mm512_packus_epi32(d, e))));
+    }
   for (; i + 64 <= n; i += 64) {
     const __m512 v0 = _mm512_loadu_ps(x + i), v1 = _mm512_loadu_ps(x + i + 16);
     const __m512 v2 = _mm512_loadu_ps(x + i + 32), v3 = _mm512_loadu_ps(x + i + 48);
