@@ -1,6 +1,6 @@
 """ONNX numbers for one FP model and its quantized artifact (onnxruntime, CPU), side by side in one run.
 
-    python scripts/bench_onnx.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+    python scripts/bench_onnx.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors
 
 Prints and writes (--out, default results/onnx_x4.md + .json):
 * bytes and export time of the FP32, the 2DQuant QDQ and the stock INT4 (onnxruntime MatMulNBits) .onnx

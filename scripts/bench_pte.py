@@ -1,6 +1,6 @@
 """ExecuTorch numbers for one FP model and its quantized artifact, measured side by side in one run.
 
-    python scripts/bench_pte.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+    python scripts/bench_pte.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors
 
 Prints and writes (--out, default results/pte_x4.md + .json):
 * bytes of the FP32 and INT4 .pte files, and the export time of each (exported here unless --reuse);
@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from edgesr.converter.artifact import load_artifact
+from edgesr.converter.artifact import is_artifact, load_artifact, read_artifact_metadata
 from edgesr.converter.export.executorch import export_pte
 from edgesr.data.benchmark import count_images, iter_pairs
 from edgesr.metrics import psnr
 from edgesr.models.checkpoint import load_model
-from edgesr.models.zoo import resolve, sha256_of
+from edgesr.models.zoo import entries, resolve, sha256_of
 from edgesr.progress import progress_bar
 from edgesr.runtime.pte import PteModel, set_threads
 from edgesr.runtime.session import TorchModel, upscale
@@ -103,7 +103,8 @@ def bench_arguments(doc: str, ext: str) -> argparse.ArgumentParser:
     """The options every runtime benchmark script takes; ``ext``: its file kind (pte, onnx, tflite)."""
     p = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quant", required=True, help="2DQuant artifact (.safetensors)")
-    p.add_argument("--model", default="swinir_light_x4", help="FP model (zoo name or checkpoint)")
+    p.add_argument("--model", help="FP model (zoo name or checkpoint; default: the zoo entry the artifact was made "
+                                   "from, by the sha256 in its provenance)")
     p.add_argument("--tile", type=int, default=64)
     p.add_argument("--overlap", type=int, default=16)
     p.add_argument("--rounds", type=int, default=7)
@@ -116,9 +117,29 @@ def bench_arguments(doc: str, ext: str) -> argparse.ArgumentParser:
     return p
 
 
+def fp_source(quant: str, model: str | None) -> Path:
+    """The FP checkpoint an artifact was quantized from: ``model`` when given (it must be that one), else the zoo
+    entry with the sha256 the artifact's provenance records. The FP rows of a report and the quantized rows then
+    always describe one model."""
+    source = read_artifact_metadata(quant)["provenance"].get("source_sha256")
+    if model is None:
+        entry = next((e for e in entries().values() if e.sha256 == source and e.file), None)
+        if entry is None:
+            raise SystemExit(f"error: {quant}: its FP model (sha256 {str(source)[:16]}...) is not a bundled zoo "
+                             "entry; pass it with --model")
+        model = entry.name
+    path, _ = resolve(model)
+    if source and sha256_of(path) != source:
+        raise SystemExit(f"error: {quant} was quantized from FP weights with sha256 {source[:16]}..., not from "
+                         f"{model} ({sha256_of(path)[:16]}...)")
+    return path
+
+
 def load_bench_models(args) -> tuple:
     """(FP checkpoint path, FP model, quantized model, tile, report header) from the common options."""
-    fp_path, _ = resolve(args.model)
+    if not is_artifact(args.quant):
+        raise SystemExit(f"error: {args.quant}: not an edgesr quantized artifact")
+    fp_path = fp_source(args.quant, args.model)
     fp = load_model(fp_path).eval()
     q = load_artifact(args.quant).eval()
     tile = (args.tile, args.tile)

@@ -1,6 +1,6 @@
 """LiteRT numbers for one FP model and its quantized artifact (ai-edge-litert, XNNPACK on), side by side in one run.
 
-    python scripts/bench_tflite.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors --model swinir_light_x4
+    python scripts/bench_tflite.py --quant results/artifacts/x4_w4_dobi_dqc.safetensors
 
 Prints and writes (--out, default results/tflite_x4.md + .json):
 * bytes and export time of four .tflite files: FP32; stock INT4 (LiteRT's per-channel INT4 fully-connected weights,

@@ -1,0 +1,60 @@
+"""The runtime benchmark scripts pair a quantized artifact with the FP model it was made from, and no other."""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from edgesr.converter.artifact import save_artifact
+from edgesr.converter.config import QuantConfig
+from edgesr.converter.quant import quantize
+from edgesr.models.swinir import SwinIR, SwinIRConfig
+from edgesr.models.zoo import entries, sha256_of
+
+from conftest import TINY
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+sys.path.insert(0, str(SCRIPTS))  # bench_onnx / bench_tflite import bench_pte as the scripts do
+_spec = importlib.util.spec_from_file_location("bench_pte", SCRIPTS / "bench_pte.py")
+bench_pte = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(bench_pte)
+
+BUNDLED = {e.sha256: e for e in entries().values() if e.file}
+
+
+def _artifact(path, source_sha):
+    torch.manual_seed(0)
+    q = quantize(SwinIR(SwinIRConfig(scale=4, **TINY)).eval(), QuantConfig(bits=4, init="minmax"))
+    save_artifact(q, path, {"source_sha256": source_sha})
+    return str(path)
+
+
+def test_default_fp_model_is_the_artifacts_source(tmp_path):
+    entry = next(e for e in entries().values() if e.file and e.scale == 4)
+    art = _artifact(tmp_path / "q.safetensors", entry.sha256)
+    assert bench_pte.fp_source(art, None) == entry.path
+    assert bench_pte.fp_source(art, entry.name) == entry.path
+
+
+def test_another_fp_model_is_refused(tmp_path):
+    x4, x2 = (next(e for e in entries().values() if e.file and e.scale == s) for s in (4, 2))
+    art = _artifact(tmp_path / "q.safetensors", x4.sha256)
+    with pytest.raises(SystemExit, match="was quantized from FP weights"):
+        bench_pte.fp_source(art, x2.name)
+
+
+def test_unknown_source_needs_model(tmp_path):
+    art = _artifact(tmp_path / "q.safetensors", "0" * 64)
+    with pytest.raises(SystemExit, match="pass it with --model"):
+        bench_pte.fp_source(art, None)
+
+
+def test_committed_artifacts_name_a_bundled_source():
+    """Every artifact under results/ resolves to the bundled weights it was made from (the reports' FP rows)."""
+    arts = sorted((SCRIPTS.parent / "results" / "artifacts").glob("*.safetensors"))
+    assert arts
+    for art in arts:
+        path = bench_pte.fp_source(str(art), None)
+        assert sha256_of(path) in BUNDLED
