@@ -70,9 +70,10 @@ def _out_dir(path: str | None):
 
     from edgesr.data.io import make_output_dir
 
-    if path is not None:
-        make_output_dir(path)
-    return None if path is None else Path(path)
+    if path is None:
+        return None
+    make_output_dir(path)
+    return Path(path)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from edgesr.errors import EdgesrError
+from edgesr.data.io import make_output_dir
 from edgesr.data.patches import PatchSampler, build_pairs, calibration_files, split_holdout
 from edgesr.metrics import psnr
 from edgesr.models.checkpoint import load_model, save_checkpoint
@@ -149,10 +150,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         raise EdgesrError("a time budget needs probe_steps < warmup (the warm-up must not depend on the step count)")
     dev = _device(cfg.device)
     files = calibration_files(data_root)  # before the run folder exists: a bad data root leaves nothing behind
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise EdgesrError(f"cannot create the run folder {run_dir}: {e.strerror or e}") from None
+    make_output_dir(run_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)

@@ -129,9 +129,10 @@ def fp_source(quant: str, model: str | None) -> Path:
                              "entry; pass it with --model")
         model = entry.name
     path, _ = resolve(model)
-    if source and sha256_of(path) != source:
+    digest = sha256_of(path)
+    if source and digest != source:
         raise SystemExit(f"error: {quant} was quantized from FP weights with sha256 {source[:16]}..., not from "
-                         f"{model} ({sha256_of(path)[:16]}...)")
+                         f"{model} ({digest[:16]}...)")
     return path
 
 

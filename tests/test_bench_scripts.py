@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from edgesr.models.zoo import entries
 from conftest import TINY
 
 SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
-sys.path.insert(0, str(SCRIPTS))  # bench_onnx / bench_tflite import bench_pte as the scripts do
 _spec = importlib.util.spec_from_file_location("bench_pte", SCRIPTS / "bench_pte.py")
 bench_pte = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(bench_pte)

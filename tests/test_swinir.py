@@ -17,6 +17,7 @@ from edgesr.models.swinir import (
     window_reverse,
 )
 from reference_swinir import RefAttention, RefSwinIR, ref_mask, ref_window_partition, ref_window_reverse
+from conftest import TINY
 
 
 @pytest.mark.parametrize("b,h,w,c,ws", [(1, 16, 16, 6, 8), (2, 8, 24, 5, 4), (3, 12, 20, 7, 4)])
@@ -107,8 +108,6 @@ def test_training_after_inference_in_the_same_process():
     for fn in (swinir.relative_position_index, swinir.shifted_window_regions, swinir.shifted_window_mask):
         fn.cache_clear()
     torch.manual_seed(0)
-    from tests.conftest import TINY
-
     m = swinir.SwinIR(swinir.SwinIRConfig(scale=2, **TINY))
     x = torch.rand(1, 3, 8, 8)
     with torch.inference_mode():

@@ -138,3 +138,15 @@ def test_compiled_forward_trains_like_eager(tmp_path):
     assert counters["stats"]["unique_graphs"] >= 1  # the forward really went through torch.compile
     loss = lambda d: [json.loads(x)["loss"] for x in (tmp_path / d / "log.jsonl").read_text().splitlines()]  # noqa: E731
     assert torch.allclose(torch.tensor(loss("compiled")), torch.tensor(loss("eager")), rtol=1e-3)
+
+
+@needs_data
+def test_run_folder_that_cannot_be_made_is_a_user_error(tmp_path):
+    import pytest
+
+    from edgesr.errors import EdgesrError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(EdgesrError, match="cannot write into the output folder"):
+        train(_cfg(), blocker / "run", data_root=DATA_ROOT, quiet=True)
