@@ -386,7 +386,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         patch=args.patch,
         lr=args.lr,
         seed=args.seed,
-        bf16=not args.fp32,
+        bf16=False if args.fp32 else True if args.bf16 else None,
         threads=args.threads or 0,
         val_every=args.val_every,
         init=args.init or "",
@@ -573,7 +573,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=_positive_float, default=5e-4)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--val-every", type=_positive, default=250)
-    t.add_argument("--fp32", action="store_true", help="disable bf16 autocast")
+    prec = t.add_mutually_exclusive_group()
+    prec.add_argument("--fp32", action="store_true", help="no bf16 autocast (default: bf16 only where the CPU or GPU "
+                      "has bf16 instructions; elsewhere it is emulated and many times slower)")
+    prec.add_argument("--bf16", action="store_true", help="bf16 autocast even without native bf16")
     t.add_argument("--init", help="start from these weights (a zoo name or a path; another scale gives its body)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
     t.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",

@@ -150,3 +150,24 @@ def test_run_folder_that_cannot_be_made_is_a_user_error(tmp_path):
     blocker.write_text("")
     with pytest.raises(EdgesrError, match="cannot write into the output folder"):
         train(_cfg(), blocker / "run", data_root=DATA_ROOT, quiet=True)
+
+
+def test_bf16_autocast_only_where_the_hardware_has_bf16():
+    from edgesr.train import native_bf16
+
+    cpu = torch.device("cpu")
+    epyc = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx avx2 fma\n"
+    sapphire = "processor\t: 0\nflags\t\t: avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile\n"
+    graviton = "processor\t: 0\nFeatures\t: fp asimd asimddp i8mm bf16\n"
+    cortex_a76 = "processor\t: 0\nFeatures\t: fp asimd asimddp\n"
+    assert [native_bf16(cpu, text) for text in (epyc, sapphire, graviton, cortex_a76, "")] == [
+        False, True, True, False, False]
+
+
+@needs_data
+def test_auto_precision_is_resolved_and_recorded(tmp_path):
+    from edgesr.train import native_bf16
+
+    train(_cfg(steps=2, bf16=None, set5_report=False), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
+    saved = json.loads((tmp_path / "r" / "train_config.json").read_text())
+    assert saved["bf16"] is native_bf16(torch.device("cpu"))
