@@ -148,6 +148,26 @@ def test_linear_accumulate_edge_shapes(isa, shape, bits):
     _check_linear_acc(*shape, bits, seed=sum(shape) + bits)
 
 
+@pytest.mark.parametrize("bits", [1, 2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("n", [8, 13])  # without and with a spare padding channel (the ones channel)
+def test_linear_accumulate_all_max_codes_over_long_k(isa, bits, n):
+    """Every code at its maximum over a K long enough that narrow-code paths which sum in 16-bit lanes must
+    widen several times (4-bit: every 288 k on AVX2), so any overflow or lost partial sum shows."""
+    m, k = 6, 1203
+    top = 2**bits - 1
+    w = np.full((n, k), top)
+    x = np.full((m, k), top)
+    w[1, ::7] = 0  # and one channel and one row that are not constant
+    x[2, 5::3] = top // 2
+    layer = native.QLinear(pack_codes(w, bits), n, k, bits, -1.0, 1.0, -1.0, 1.0)
+    ref = x.astype(np.int64) @ w.T.astype(np.int64)
+    assert np.array_equal(layer.accumulate(x.astype(np.uint8), threads=1), ref)
+    # The float path (row sums from the GEMM or the quantizer): inputs of 1.0 are code L, dequantized to 1.0.
+    y = layer.run(np.full((m, k), 1.0, np.float32), threads=1)
+    w_deq = -1.0 + w * (2.0 / top)
+    _assert_close(y, np.broadcast_to(w_deq.sum(axis=1), (m, n)), f"{isa} W{bits} all-max float output")
+
+
 @HSET
 @given(m=st.integers(1, 80), n=st.integers(1, 70), k=st.integers(1, 140), bits=st.sampled_from([2, 3, 4, 8]),
        seed=st.integers(0, 2**16))

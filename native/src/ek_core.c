@@ -318,7 +318,7 @@ edgesr_qlinear *edgesr_qlinear_create(int n, int k, int bits, const uint8_t *wei
   edgesr_unpack_codes(weight_packed, count, bits, codes);
   pad_codes(codes, (size_t)k, n, k, layer->kp, rows, layer->cw);
   ops->pack(rows, n, layer->kp, bits, layer->w);
-  layer->ones = ops->add_ones_channel ? ops->add_ones_channel(layer->w, n, layer->kp) : 0;
+  layer->ones = ops->add_ones_channel ? ops->add_ones_channel(layer->w, n, layer->kp, bits) : 0;
 
   /* Constants in double, rounded once: the same for every path. An invalid quantizer (upper <= lower)
    * has step 0 and every code 0, so its values are all `lower`. */
@@ -544,7 +544,7 @@ static int bmm_prepare_b(const bmm_ctx *c, int b, unsigned char *tmp, uint8_t *p
     for (; j < c->ct_stride; ++j) ct[j] = 0.0f;
   }
   /* 1 if the kernel takes the row sums of A from a channel of ones added to B (the same for every batch) */
-  return c->ops->add_ones_channel ? c->ops->add_ones_channel(packed, n, kp) : 0;
+  return c->ops->add_ones_channel ? c->ops->add_ones_channel(packed, n, kp, c->bits) : 0;
 }
 
 /* Rows [r0, r1) of batch b with a prepared B. */

@@ -151,9 +151,10 @@ typedef struct {
    * for a multiple of 16). tmp: ek_prepare_b_scratch(n, k) bytes. */
   void (*prepare_b)(const float *b, int n, int k, int kp, int b_transposed, const ek_qparams *q, int bits,
                     uint8_t *tmp, uint8_t *packed, int32_t *cb);
-  /* Optional: put a channel of ones at index n of packed weights, if the layout has a spare padding channel
-   * there; returns 1 if it did (the GEMM then derives the row sums itself, see ek_gemm_args.ones_channel). */
-  int (*add_ones_channel)(uint8_t *packed, int n, int kp);
+  /* Optional: put a channel of ones at index n of packed weights, if the layout (for codes of `bits`) has a
+   * spare padding channel there; returns 1 if it did (the GEMM then derives the row sums itself, see
+   * ek_gemm_args.ones_channel). */
+  int (*add_ones_channel)(uint8_t *packed, int n, int kp, int bits);
 } ek_ops;
 
 /* Scratch bytes prepare_b may use: the k x n codes plus slack for 16-byte loads past the end. */

@@ -50,9 +50,10 @@ static void vnni_pack(const uint8_t *codes, int n, int kp, int bits, uint8_t *ds
 
 /* A linear layer whose N is not a multiple of 16 gets a channel of ones in the padding of its last block:
  * its accumulator is the row sum RX, so the quantizer need not compute it. Stored as 1 even for 8-bit codes. */
-static int vnni_add_ones_channel(uint8_t *packed, int n, int kp) {
+static int vnni_add_ones_channel(uint8_t *packed, int n, int kp, int bits) {
   const int groups = kp / 4, nb = (n + 15) / 16, j = n % 16;
   int g;
+  (void)bits; /* one layout for every width */
   if (j == 0) return 0;
   for (g = 0; g < groups; ++g) memset(packed + ((size_t)(nb - 1) * groups + g) * 64 + j * 4, 1, 4);
   return 1;
