@@ -355,6 +355,106 @@ __attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512vnni"))) static 
 }
 #endif
 
+#ifdef EK_ATT_VNNI
+/* AVX2 forms of the 64-token loops (16 ymm registers: the 64 sums of one row or channel in eight of them, the
+ * operands as memory operands of the FMAs). Codes as floats, so the sums are exact in any order. */
+
+/* st[j][i] = a_qk (sum_d ck[d][j] cq[d][i]) + (rq[i] + c_qk ks[j]) + bias_t[j][i], i, j < 64. */
+__attribute__((target("avx2,fma"))) static void att_qk_avx2(const float *cqt, const float *ckt, int hd, float a_qk,
+                                                            float c_qk, const float *rq, const float *ks,
+                                                            const float *bias_t, float *st) {
+  const __m256 aq = _mm256_set1_ps(a_qk);
+  int j, d, q;
+  for (j = 0; j < 64; ++j) {
+    __m256 a[8];
+    const __m256 cj = _mm256_set1_ps(c_qk * ks[j]);
+    const float *bj = bias_t + (size_t)j * 64;
+    float *sj = st + (size_t)j * 64;
+    for (q = 0; q < 8; ++q) a[q] = _mm256_setzero_ps();
+    for (d = 0; d < hd; ++d) {
+      const __m256 kd = _mm256_broadcast_ss(ckt + d * 64 + j);
+      const float *qd = cqt + d * 64;
+      for (q = 0; q < 8; ++q) a[q] = _mm256_fmadd_ps(kd, _mm256_loadu_ps(qd + 8 * q), a[q]);
+    }
+    for (q = 0; q < 8; ++q)
+      _mm256_storeu_ps(sj + 8 * q, _mm256_add_ps(_mm256_fmadd_ps(aq, a[q], _mm256_add_ps(_mm256_loadu_ps(rq + 8 * q), cj)),
+                                                 _mm256_loadu_ps(bj + 8 * q)));
+  }
+}
+
+/* ek_exp_approx on 8 lanes, the same steps. */
+__attribute__((target("avx2,fma"))) static inline __m256 att_exp8(__m256 x) {
+  const __m256 magic = _mm256_set1_ps(EK_RNE_MAGIC);
+  __m256 n, r, p;
+  __m256i e;
+  x = _mm256_max_ps(x, _mm256_set1_ps(-80.0f));
+  n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic), magic);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
+  p = _mm256_set1_ps(1.0f / 720.0f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+/* Softmax down the columns of the 64 x 64 map st (given the column maxima mx) and the map's codes, as the
+ * plain loops of att_head: st[j][i] = code of exp(st[j][i] - mx[i]) / sum_j(...), ra[i] = sum_j of the codes.
+ * Column sums in eight registers (each lane adds its j in order, as the loop does). */
+__attribute__((target("avx2,fma"))) static void att_softmax_codes_avx2(float *st, const float *mx, float *ra,
+                                                                       float alo, float ahi, float arstep) {
+  const __m256 lo = _mm256_set1_ps(alo), hi = _mm256_set1_ps(ahi), rs = _mm256_set1_ps(arstep);
+  const __m256 magic = _mm256_set1_ps(EK_RNE_MAGIC), one = _mm256_set1_ps(1.0f);
+  __m256 sum[8], inv[8];
+  int j, q, h;
+  for (q = 0; q < 8; ++q) sum[q] = _mm256_setzero_ps();
+  for (j = 0; j < 64; ++j) {
+    float *sj = st + (size_t)j * 64;
+    for (q = 0; q < 8; ++q) {
+      const __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(sj + 8 * q), _mm256_loadu_ps(mx + 8 * q)));
+      _mm256_storeu_ps(sj + 8 * q, e);
+      sum[q] = _mm256_add_ps(sum[q], e);
+    }
+  }
+  for (q = 0; q < 8; ++q) inv[q] = _mm256_div_ps(one, sum[q]);
+  for (h = 0; h < 8; h += 4) { /* half the columns at a time: 1/sum and the code sums of 32 columns in registers */
+    __m256 acc[4];
+    for (q = 0; q < 4; ++q) acc[q] = _mm256_setzero_ps();
+    for (j = 0; j < 64; ++j) {
+      float *sj = st + (size_t)j * 64 + 8 * h;
+      for (q = 0; q < 4; ++q) {
+        __m256 p = _mm256_mul_ps(_mm256_loadu_ps(sj + 8 * q), inv[h + q]);
+        p = _mm256_sub_ps(_mm256_min_ps(_mm256_max_ps(p, lo), hi), lo);
+        p = _mm256_sub_ps(_mm256_fmadd_ps(p, rs, magic), magic);
+        _mm256_storeu_ps(sj + 8 * q, p);
+        acc[q] = _mm256_add_ps(acc[q], p);
+      }
+    }
+    for (q = 0; q < 4; ++q) _mm256_storeu_ps(ra + 8 * (h + q), acc[q]);
+  }
+}
+
+/* acc[d][i] = sum_j cv[d][j] st[j][i], i, j < 64. */
+__attribute__((target("avx2,fma"))) static void att_av_avx2(const float *cvt, const float *st, int hd, float *acc) {
+  int j, d, q;
+  for (d = 0; d < hd; ++d) {
+    __m256 a[8];
+    const float *vd = cvt + d * 64;
+    for (q = 0; q < 8; ++q) a[q] = _mm256_setzero_ps();
+    for (j = 0; j < 64; ++j) {
+      const __m256 c = _mm256_broadcast_ss(vd + j);
+      const float *sj = st + (size_t)j * 64;
+      for (q = 0; q < 8; ++q) a[q] = _mm256_fmadd_ps(c, _mm256_loadu_ps(sj + 8 * q), a[q]);
+    }
+    for (q = 0; q < 8; ++q) _mm256_storeu_ps(acc + d * 64 + 8 * q, a[q]);
+  }
+}
+#endif
+
 /* One (window, head) pair. Codes as floats, each hd x n with tokens contiguous (cqt[d * n + i], likewise ckt, cvt);
  * res (hd x n) receives the dequantized output, res[d * n + i] for query token i. mask_t: the window's mask
  * (transposed), or NULL; else lab: the window's region labels, or NULL (no shift, or one region only).
@@ -405,6 +505,11 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
   if (v64 == 2 && qb && n == 64 && hd <= 16 && c->kq.levels < 128 && c->qq.levels < 256) {
     max_done = !mask_t && !lab;
     att_qk_vnni(qb, kb, hd, a_qk, c_qk, rq, ks, bias_t, st, max_done ? mx : NULL);
+  } else
+#endif
+#ifdef EK_ATT_VNNI
+  if (v64 == 3 && n == 64) {
+    att_qk_avx2(cqt, ckt, hd, a_qk, c_qk, rq, ks, bias_t, st);
   } else
 #endif
 #ifdef EK_ATT_V64
@@ -489,6 +594,14 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
     }
     for (i = 0; i < n; ++i) mx[i] = sj[i] > mx[i] ? sj[i] : mx[i];
   }
+  /* The map's codes use reciprocal multiplies (one division per query, not one per element): the
+   * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
+#ifdef EK_ATT_VNNI
+  if (v64 == 3 && n == 64) /* GCC leaves the exp loop scalar in the AVX2 copy */
+    att_softmax_codes_avx2(st, mx, ra, alo, ahi, arstep);
+  else
+#endif
+  {
   for (j = 0; j < n; ++j) {
     float *sj = st + (size_t)j * n;
     for (i = 0; i < n; ++i) {
@@ -497,8 +610,6 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
       sm[i] += e;
     }
   }
-  /* The map's codes use reciprocal multiplies (one division per query, not one per element): the
-   * probabilities themselves are only as exact as the exp, so true division buys nothing here. */
   for (i = 0; i < n; ++i) sm[i] = 1.0f / sm[i];
   for (j = 0; j < n; ++j) {
     float *sj = st + (size_t)j * n;
@@ -511,9 +622,15 @@ static inline __attribute__((always_inline)) void att_head(const att_ctx *c, con
       ra[i] += p;
     }
   }
+  }
 #ifdef EK_ATT_VNNI
   if (v64 == 2 && vb && n == 64 && c->vq.levels < 128 && c->aq.levels < 256) {
     att_av_vnni(st, vb, hd, acc);
+  } else
+#endif
+#ifdef EK_ATT_VNNI
+  if (v64 == 3 && n == 64) {
+    att_av_avx2(cvt, st, hd, acc);
   } else
 #endif
 #ifdef EK_ATT_V64
@@ -615,9 +732,9 @@ static inline __attribute__((always_inline)) void win_range(const att_ctx *c, in
   }
 }
 
-/* The 64-float vector path needs 16 registers of 16 bytes (NEON) or 4 of 64 (AVX-512); x86 without AVX-512
- * would spill them, so it takes the plain loops. Each path has a copy specialised for SwinIR-light's window
- * (n = 64 tokens, hd = 10) and a general one. */
+/* The 64-float vector path's two-row loops need 16 registers of 16 bytes (NEON) or 4 of 64 (AVX-512); AVX2 has
+ * 16 of 32 and would spill them, so it takes the one-row forms (v64 = 3). Each path has a copy specialised for
+ * SwinIR-light's window (n = 64 tokens, hd = 10) and a general one. */
 #define ATT_DISPATCH(c, v64)                                                               \
   do {                                                                                     \
     if ((c)->n == 64 && (c)->hd == 10)                                                     \
@@ -650,7 +767,7 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void at
 }
 __attribute__((target("avx2,fma"))) static void att_range_avx2(att_ctx *c, long long t0, long long t1,
                                                                float *scratch) {
-  ATT_DISPATCH(c, 0);
+  ATT_DISPATCH(c, 3); /* 3: the one-row forms of the 64-token loops */
 }
 #endif
 
