@@ -15,6 +15,7 @@
  * att_av_vnni): the same integer sums, four products per lane and instruction.
  */
 #include "ek_internal.h"
+#include "ek_x86_vec.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi" /* 64-byte vectors stay inside always-inline helpers */
@@ -382,26 +383,6 @@ __attribute__((target("avx2,fma"))) static void att_qk_avx2(const float *cqt, co
   }
 }
 
-/* ek_exp_approx on 8 lanes, the same steps. */
-__attribute__((target("avx2,fma"))) static inline __m256 att_exp8(__m256 x) {
-  const __m256 magic = _mm256_set1_ps(EK_RNE_MAGIC);
-  __m256 n, r, p;
-  __m256i e;
-  x = _mm256_max_ps(x, _mm256_set1_ps(-80.0f));
-  n = _mm256_sub_ps(_mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504f), magic), magic);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145752f), x);
-  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.42860677e-6f), r);
-  p = _mm256_set1_ps(1.0f / 720.0f);
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
-  e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvttps_epi32(n), _mm256_set1_epi32(127)), 23);
-  return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 /* Softmax down the columns of the 64 x 64 map st (given the column maxima mx) and the map's codes, as the
  * plain loops of att_head: st[j][i] = code of exp(st[j][i] - mx[i]) / sum_j(...), ra[i] = sum_j of the codes.
  * Column sums in eight registers (each lane adds its j in order, as the loop does). */
@@ -415,7 +396,7 @@ __attribute__((target("avx2,fma"))) static void att_softmax_codes_avx2(float *st
   for (j = 0; j < 64; ++j) {
     float *sj = st + (size_t)j * 64;
     for (q = 0; q < 8; ++q) {
-      const __m256 e = att_exp8(_mm256_sub_ps(_mm256_loadu_ps(sj + 8 * q), _mm256_loadu_ps(mx + 8 * q)));
+      const __m256 e = ek_exp8_avx2(_mm256_sub_ps(_mm256_loadu_ps(sj + 8 * q), _mm256_loadu_ps(mx + 8 * q)));
       _mm256_storeu_ps(sj + 8 * q, e);
       sum[q] = _mm256_add_ps(sum[q], e);
     }

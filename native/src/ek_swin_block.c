@@ -14,6 +14,7 @@
  * of q, k, v.
  */
 #include "ek_internal.h"
+#include "ek_x86_vec.h"
 
 #if defined(__GNUC__) && !defined(__clang__)
 /* Contraction only changes the last bit of LayerNorm / GELU arithmetic (compared with a tolerance); codes are
@@ -164,8 +165,28 @@ __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))) static void bl
                                                                                                 size_t i1) {
   blk_stage_body(c, i0, i1);
 }
+/* blk_gelu on 8 lanes (GCC leaves the AVX2 copy of the GELU loop scalar). */
+__attribute__((target("avx2,fma"))) static inline __m256 blk_gelu8(__m256 x) {
+  const __m256 z = _mm256_mul_ps(x, _mm256_set1_ps(0.70710678f)), one = _mm256_set1_ps(1.0f);
+  const __m256 neg = _mm256_cmp_ps(z, _mm256_setzero_ps(), _CMP_LT_OQ);
+  const __m256 a = _mm256_blendv_ps(z, _mm256_sub_ps(_mm256_setzero_ps(), z), neg);
+  const __m256 t = _mm256_div_ps(one, _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), a, one));
+  __m256 p = _mm256_set1_ps(1.061405429f), e;
+  p = _mm256_fmsub_ps(p, t, _mm256_set1_ps(1.453152027f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(1.421413741f));
+  p = _mm256_fmsub_ps(p, t, _mm256_set1_ps(0.284496736f));
+  p = _mm256_fmadd_ps(p, t, _mm256_set1_ps(0.254829592f));
+  e = _mm256_fnmadd_ps(_mm256_mul_ps(p, t), ek_exp8_avx2(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(a, a))), one);
+  e = _mm256_blendv_ps(e, _mm256_sub_ps(_mm256_setzero_ps(), e), neg);
+  return _mm256_mul_ps(_mm256_mul_ps(_mm256_set1_ps(0.5f), x), _mm256_add_ps(one, e));
+}
+
 __attribute__((target("avx2,fma"))) static void blk_stage_avx2(const blk_ctx *c, size_t i0, size_t i1) {
-  blk_stage_body(c, i0, i1);
+  if (c->stage == STAGE_GELU) {
+    float *d = c->dst;
+    for (; i0 + 8 <= i1; i0 += 8) _mm256_storeu_ps(d + i0, blk_gelu8(_mm256_loadu_ps(d + i0)));
+  }
+  blk_stage_body(c, i0, i1); /* the rest (and every other stage) */
 }
 #endif
 
