@@ -70,7 +70,6 @@ typedef struct {
   size_t ldx, ldy, ldacc, bstride;
   int groups, chunk, n, nb, wide, ones_lane;
   __m256i last_mask; /* channels of the last block */
-  const int32_t *rx;
   const float *rt, *ct;
   float alpha, c_rx;
   float *y;
@@ -109,10 +108,9 @@ EK_INLINE void avx2_dot16(const avx2_ctx *a, const uint8_t *x, const uint8_t *w,
   }
 }
 
-/* One tile: R rows x C blocks from block b0. rt/rx: this tile's rows; with find_rx (the block pair holding the
- * ones channel) they are outputs, filled from that channel before the epilogue. */
-EK_INLINE void avx2_tile(const avx2_ctx *a, int m0, const int R, int b0, const int C, float *rt, const int32_t *rx,
-                         const int find_rx) {
+/* One tile: R rows x C blocks from block b0. rt: this tile's row terms; with find_rx (the blocks holding the ones
+ * channel) an output, filled from that channel before the epilogue. */
+EK_INLINE void avx2_tile(const avx2_ctx *a, int m0, const int R, int b0, const int C, float *rt, const int find_rx) {
   const uint8_t *x = a->x + (size_t)m0 * a->ldx;
   const uint8_t *w = a->w + (size_t)b0 * a->bstride;
   const __m256i ones = _mm256_set1_epi16(1);
@@ -156,7 +154,6 @@ EK_INLINE void avx2_tile(const avx2_ctx *a, int m0, const int R, int b0, const i
     for (r = 0; r < R; ++r) /* as the caller would have */
       rt[r] = a->c_rx * (float)_mm256_cvtsi256_si32(_mm256_permutevar8x32_epi32(acc[r][C - 1], lane));
   }
-  (void)rx;
 #pragma GCC unroll 8
   for (r = 0; r < R; ++r) {
     const int row = m0 + r;
@@ -190,10 +187,10 @@ EK_INLINE void avx2_tile(const avx2_ctx *a, int m0, const int R, int b0, const i
 /* All channel blocks of rows m0..m0+R-1. With a ones channel the last chunk of blocks goes first: it yields RX. */
 #define AVX2_TILE_C(A, M0, R, B0, NCOLS, RT, FIND)      \
   switch (NCOLS) {                                      \
-  case 4: avx2_tile(A, M0, R, B0, 4, RT, NULL, FIND); break; \
-  case 3: avx2_tile(A, M0, R, B0, 3, RT, NULL, FIND); break; \
-  case 2: avx2_tile(A, M0, R, B0, 2, RT, NULL, FIND); break; \
-  default: avx2_tile(A, M0, R, B0, 1, RT, NULL, FIND); break; \
+  case 4: avx2_tile(A, M0, R, B0, 4, RT, FIND); break; \
+  case 3: avx2_tile(A, M0, R, B0, 3, RT, FIND); break; \
+  case 2: avx2_tile(A, M0, R, B0, 2, RT, FIND); break; \
+  default: avx2_tile(A, M0, R, B0, 1, RT, FIND); break; \
   }
 
 EK_INLINE void avx2_rows(const avx2_ctx *a, int m0, const int R) {
@@ -204,7 +201,7 @@ EK_INLINE void avx2_rows(const avx2_ctx *a, int m0, const int R) {
   if (a->ones_lane >= 0) {
     rt = rt_own;
     AVX2_TILE_C(a, m0, R, last, a->nb - last, rt, 1)
-    for (b0 = 0; b0 < last; b0 += AVX2_NC) avx2_tile(a, m0, R, b0, AVX2_NC, rt, NULL, 0);
+    for (b0 = 0; b0 < last; b0 += AVX2_NC) avx2_tile(a, m0, R, b0, AVX2_NC, rt, 0);
     return;
   }
   for (b0 = 0; b0 < a->nb; b0 += AVX2_NC) AVX2_TILE_C(a, m0, R, b0, ek_min(AVX2_NC, a->nb - b0), rt, 0)
@@ -227,7 +224,6 @@ static void avx2_gemm(const ek_gemm_args *a) {
   A.nb = nb;
   A.ones_lane = a->ones_channel ? a->n % 8 : -1;
   A.last_mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(last), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
-  A.rx = a->rx;
   A.rt = a->rt;
   A.ct = a->ct;
   A.alpha = a->alpha;
