@@ -70,8 +70,8 @@ class TrainConfig:
 def native_bf16(device: torch.device, cpuinfo: str | None = None) -> bool:
     """Whether bf16 autocast pays off on ``device``: a CUDA GPU with bf16, or a CPU with bf16 instructions
     (x86 AVX-512-BF16 or AMX-BF16, Arm BF16). Elsewhere oneDNN emulates bf16 and a step gets far slower:
-    on a 2-core AMD EPYC with AVX2 only, 44-46 s per x4 step (batch 8, 48-px patches) against 4.9-5.5 s in fp32
-    (``python scripts/bench_train_step.py``). ``cpuinfo``: the text of /proc/cpuinfo (read when None)."""
+    on a 2-core AMD EPYC with AVX2 only, 46.2 s per x4 step (batch 8, 48-px patches) against 5.37 s in fp32
+    (``python scripts/bench_train_step.py --threads 2 --repeats 2``). ``cpuinfo``: the text of /proc/cpuinfo (read when None)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     if device.type != "cpu":
