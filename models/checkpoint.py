@@ -15,6 +15,7 @@ that names the offending key.
 from __future__ import annotations
 
 import json
+import pickle
 import re
 from collections import defaultdict
 from pathlib import Path
@@ -183,16 +184,32 @@ def load_model(path: str | Path, scale: int | None = None) -> SwinIR:
             sd = convert_official(sd) if any(".residual_group." in k for k in sd) else sd
             config = infer_config(_back_to_official_names(sd))
     else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as e:  # pickle errors come in many types
-            raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
+        obj = _torch_load(path)
         raw = _official_state_dict(obj)
         config = infer_config(raw)
         sd = convert_official(raw)
     if scale is not None and config.scale != scale:
         raise CheckpointError(f"{path}: checkpoint is x{config.scale}, but x{scale} was requested")
     return _apply(SwinIR(config), sd, str(path))
+
+
+def _torch_load(path: Path):
+    """torch.load with weights_only=True, and an error that says what the file is when it is not a checkpoint."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head.startswith(b"\x80")):  # zip (torch >= 1.6) or pickle >= v2
+        raise CheckpointError(f"{path}: cannot read checkpoint: not a PyTorch file (.pth / .pt) nor .safetensors")
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "Weights only load failed" in str(e):  # a real pickle, but with objects beyond tensors and containers
+            raise CheckpointError(
+                f"{path}: cannot read checkpoint: it stores Python objects besides tensors, and edgesr never runs "
+                "code from a model file (weights_only=True); re-save it with torch.save(model.state_dict(), path)"
+            ) from None
+        raise CheckpointError(f"{path}: cannot read checkpoint (damaged pickle: {e})") from None
+    except Exception as e:  # truncated zips and damaged records raise many types
+        raise CheckpointError(f"{path}: cannot read checkpoint ({type(e).__name__}: {e})") from None
 
 
 def _back_to_official_names(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

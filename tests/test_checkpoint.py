@@ -57,10 +57,24 @@ def test_other_architecture_is_named(tmp_path):
         load_model(tmp_path / "edsr.pth")
 
 
+class _Custom:  # any class: weights_only loading refuses to build it
+    pass
+
+
 def test_garbage_file_is_a_clear_error(tmp_path):
+    torch.save({"params": {"x": torch.zeros(2)}}, tmp_path / "good.pth")
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(CheckpointError, match="cannot read checkpoint"):
         load_model(tmp_path / "junk.pth")
+    (tmp_path / "notes.txt").write_text("a text file given as the model")
+    with pytest.raises(CheckpointError, match="not a PyTorch file"):
+        load_model(tmp_path / "notes.txt")
+    (tmp_path / "cut.pth").write_bytes((tmp_path / "good.pth").read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        load_model(tmp_path / "cut.pth")
+    torch.save({"params": {}, "opt": _Custom()}, tmp_path / "pickled_object.pth")
+    with pytest.raises(CheckpointError, match="objects besides tensors"):
+        load_model(tmp_path / "pickled_object.pth")
     (tmp_path / "junk.safetensors").write_bytes(b"\x00" * 20)
     with pytest.raises(CheckpointError, match="unreadable safetensors"):
         load_model(tmp_path / "junk.safetensors")
