@@ -35,8 +35,8 @@ def export(model, path: Path, tile, reuse: bool, source: dict, stock_int4: bool 
     return {"bytes": r["bytes"], "seconds": r["seconds"], "lowered": r["lowered"]}
 
 
-def latency(paths: dict, tile, threads: int, rounds: int) -> dict:
-    return interleaved_ms({k: OnnxModel(p, threads=threads) for k, p in paths.items()}, tile, rounds)
+def latency(paths: dict, tile, threads: int, rounds: int, cpu_share: dict | None = None) -> dict:
+    return interleaved_ms({k: OnnxModel(p, threads=threads) for k, p in paths.items()}, tile, rounds, cpu_share)
 
 
 def main() -> int:
@@ -56,11 +56,14 @@ def main() -> int:
 
     report["latency_ms"] = {}
     for threads in (1, 2):
-        lat = latency(paths, tile, threads, args.rounds)
+        share: dict = {}
+        lat = latency(paths, tile, threads, args.rounds, share)
         lat["ratio_fp32_over_qdq"] = lat["fp32_onnx"] / lat["qdq_onnx"]
         lat["ratio_fp32_over_stock"] = lat["fp32_onnx"] / lat["stock_onnx"]
         report["latency_ms"][threads] = lat
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+        report.setdefault("cpu_per_wall", {})[threads] = share
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
+              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
 
     if args.sets:
         torch.set_num_threads(2)

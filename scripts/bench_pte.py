@@ -64,24 +64,32 @@ def breakdown(path: Path) -> dict:
     return out
 
 
-def latency(models: dict, tile, threads: int, rounds: int) -> dict:
+def latency(models: dict, tile, threads: int, rounds: int, cpu_share: dict | None = None) -> dict:
     torch.set_num_threads(threads)
     set_threads(threads, force=True)  # after torch's: see edgesr.runtime.pte.set_threads
-    return interleaved_ms(models, tile, rounds)
+    return interleaved_ms(models, tile, rounds, cpu_share)
 
 
-def interleaved_ms(models: dict, tile, rounds: int) -> dict:
+def interleaved_ms(models: dict, tile, rounds: int, cpu_share: dict | None = None) -> dict:
     """Median ms per ``run`` of each model at ``tile``, one warm-up each, then rounds that run every model once
-    in turn (so a noisy neighbour slows all of them alike)."""
+    in turn (so a noisy neighbour slows all of them alike).
+
+    ``cpu_share``, when given, receives each model's process CPU seconds per wall second over its runs: about
+    n for a file that keeps n threads busy, so a backend that ignores the thread setting shows as ~1.0.
+    """
     x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
-    for m in models.values():  # warm-up (and method reload after a pool resize)
+    for m in models.values():  # warm-up (and program reload after a pool resize)
         m.run(x)
     times = {k: [] for k in models}
+    cpu = {k: 0.0 for k in models}
     for _ in range(rounds):
         for k, m in models.items():
-            t = time.perf_counter()
+            c, t = time.process_time(), time.perf_counter()
             m.run(x)
             times[k].append(time.perf_counter() - t)
+            cpu[k] += time.process_time() - c
+    if cpu_share is not None:
+        cpu_share.update({k: cpu[k] / sum(times[k]) for k in models})
     return {k: statistics.median(v) * 1e3 for k, v in times.items()}
 
 
@@ -163,10 +171,13 @@ def main() -> int:
     models = {"fp32_pte": PteModel(pte_fp), "int_pte": PteModel(pte_q)}
     report["latency_ms"] = {}
     for threads in (1, 2):
-        lat = latency(models, tile, threads, args.rounds)
+        share: dict = {}
+        lat = latency(models, tile, threads, args.rounds, share)
         lat["ratio_fp32_over_int"] = lat["fp32_pte"] / lat["int_pte"]
         report["latency_ms"][threads] = lat
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+        report.setdefault("cpu_per_wall", {})[threads] = share
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
+              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
 
     if args.sets:
         torch.set_num_threads(2)
@@ -204,9 +215,15 @@ def markdown(r: dict) -> str:
               "delegates; program: graph, values, instructions):", ""]
     for k, v in f.items():
         lines.append(f"- {k}: " + ", ".join(f"{n} {b:,}" for n, b in v.get("breakdown", {}).items()))
-    lines += ["", "| threads | FP32 XNNPACK .pte ms | INT .pte ms | FP32 / INT |", "|---:|---:|---:|---:|"]
+    lines += ["", "Latency: median of interleaved rounds; CPU s/s: process CPU seconds per wall second while the file "
+              "ran (about the number of busy threads).", "",
+              "| threads | FP32 XNNPACK .pte ms | INT .pte ms | FP32 / INT | CPU s/s FP32 | CPU s/s INT |",
+              "|---:|---:|---:|---:|---:|---:|"]
     for t, lat in r["latency_ms"].items():
-        lines.append(f"| {t} | {lat['fp32_pte']:.1f} | {lat['int_pte']:.1f} | {lat['ratio_fp32_over_int']:.2f}x |")
+        share = r.get("cpu_per_wall", {}).get(t, {})
+        cells = [f"{share[k]:.2f}" if k in share else "-" for k in ("fp32_pte", "int_pte")]
+        lines.append(f"| {t} | {lat['fp32_pte']:.1f} | {lat['int_pte']:.1f} | {lat['ratio_fp32_over_int']:.2f}x | "
+                     + " | ".join(cells) + " |")
     if "fidelity" in r:
         lines += ["", "Y-PSNR (dB), every backend tiled identically "
                   f"(overlap {r['fidelity_protocol']['overlap']}, feathered):", "",

@@ -85,10 +85,13 @@ def main() -> int:
         models = {k: TfliteModel(p, threads=threads) for k, p in paths.items()}
         if args.reference_fp32:
             models["reference_fp32"] = ReferenceTflite(args.reference_fp32, threads)
-        lat = interleaved_ms(models, tile, args.rounds)
+        share: dict = {}
+        lat = interleaved_ms(models, tile, args.rounds, share)
         lat.update({f"ratio_fp32_over_{k}": lat["fp32"] / lat[k] for k in ROWS if k != "fp32"})
         report["latency_ms"][threads] = lat
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()}), flush=True)
+        report.setdefault("cpu_per_wall", {})[threads] = share
+        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
+              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
 
     if args.sets:
         torch.set_num_threads(2)

@@ -102,6 +102,27 @@ def test_int4_pte_matches_fake_quant(int4_pte):
         assert np.abs(out - ref).max() < 1e-3
 
 
+def test_thread_change_reloads_the_program(fp_pte):
+    """XNNPACK binds the thread pool when a program's delegates are built: after a resize the whole program
+    must be reloaded, or the FP32 file keeps running on one thread (the benchmark's 2-thread baseline did)."""
+    from edgesr.runtime.pte import set_threads
+
+    _, path, _ = fp_pte
+    pte = PteModel(path, threads=1)
+    x = np.random.default_rng(3).random((1, 3, *TILE), dtype=np.float32)
+    one, first = pte.run(x), pte._program
+    torch_threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        set_threads(2, force=True)
+        two = pte.run(x)
+        assert pte._program is not first
+        assert np.abs(two - one).max() < 1e-5
+    finally:
+        torch.set_num_threads(torch_threads)
+        set_threads(1, force=True)
+
+
 def test_wrong_input_shape_is_a_clear_error(fp_pte):
     _, path, _ = fp_pte
     with pytest.raises(PteError, match="does not match the exported tile"):
