@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, record_latency, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.export.onnx import export_onnx
 from edgesr.runtime.onnxrt import OnnxModel
@@ -35,8 +35,8 @@ def export(model, path: Path, tile, reuse: bool, source: dict, stock_int4: bool 
     return {"bytes": r["bytes"], "seconds": r["seconds"], "lowered": r["lowered"]}
 
 
-def latency(paths: dict, tile, threads: int, rounds: int, cpu_share: dict | None = None) -> dict:
-    return interleaved_ms({k: OnnxModel(p, threads=threads) for k, p in paths.items()}, tile, rounds, cpu_share)
+def latency(paths: dict, tile, threads: int, rounds: int) -> tuple[dict, dict]:
+    return interleaved_ms({k: OnnxModel(p, threads=threads) for k, p in paths.items()}, tile, rounds)
 
 
 def main() -> int:
@@ -54,16 +54,11 @@ def main() -> int:
                                            stock_int4=True)
     print(json.dumps(report["files"]), flush=True)
 
-    report["latency_ms"] = {}
     for threads in (1, 2):
-        share: dict = {}
-        lat = latency(paths, tile, threads, args.rounds, share)
+        lat, share = latency(paths, tile, threads, args.rounds)
         lat["ratio_fp32_over_qdq"] = lat["fp32_onnx"] / lat["qdq_onnx"]
         lat["ratio_fp32_over_stock"] = lat["fp32_onnx"] / lat["stock_onnx"]
-        report["latency_ms"][threads] = lat
-        report.setdefault("cpu_per_wall", {})[threads] = share
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
-              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
+        record_latency(report, threads, lat, share)
 
     if args.sets:
         torch.set_num_threads(2)

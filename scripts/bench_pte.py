@@ -64,18 +64,16 @@ def breakdown(path: Path) -> dict:
     return out
 
 
-def latency(models: dict, tile, threads: int, rounds: int, cpu_share: dict | None = None) -> dict:
+def latency(models: dict, tile, threads: int, rounds: int) -> tuple[dict, dict]:
     torch.set_num_threads(threads)
     set_threads(threads, force=True)  # after torch's: see edgesr.runtime.pte.set_threads
-    return interleaved_ms(models, tile, rounds, cpu_share)
+    return interleaved_ms(models, tile, rounds)
 
 
-def interleaved_ms(models: dict, tile, rounds: int, cpu_share: dict | None = None) -> dict:
+def interleaved_ms(models: dict, tile, rounds: int) -> tuple[dict, dict]:
     """Median ms per ``run`` of each model at ``tile``, one warm-up each, then rounds that run every model once
-    in turn (so a noisy neighbour slows all of them alike).
-
-    ``cpu_share``, when given, receives each model's process CPU seconds per wall second over its runs: about
-    n for a file that keeps n threads busy, so a backend that ignores the thread setting shows as ~1.0.
+    in turn (so a noisy neighbour slows all of them alike); and each model's process CPU seconds per wall second
+    over its runs: about n for a file that keeps n threads busy, so a backend ignoring the thread setting shows ~1.0.
     """
     x = np.random.default_rng(0).random((1, 3, *tile), dtype=np.float32)
     for m in models.values():  # warm-up (and program reload after a pool resize)
@@ -88,9 +86,15 @@ def interleaved_ms(models: dict, tile, rounds: int, cpu_share: dict | None = Non
             m.run(x)
             times[k].append(time.perf_counter() - t)
             cpu[k] += time.process_time() - c
-    if cpu_share is not None:
-        cpu_share.update({k: cpu[k] / sum(times[k]) for k in models})
-    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}, {k: cpu[k] / sum(times[k]) for k in models}
+
+
+def record_latency(report: dict, threads: int, lat: dict, cpu_per_wall: dict) -> None:
+    """One thread count's medians (with any ratios) and CPU shares into the report, and printed."""
+    report.setdefault("latency_ms", {})[threads] = lat
+    report.setdefault("cpu_per_wall", {})[threads] = cpu_per_wall
+    print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
+          + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in cpu_per_wall.items()}), flush=True)
 
 
 def fidelity(backends: dict, sets, scale: int, overlap: int, limit: int | None, data_root) -> dict:
@@ -169,15 +173,10 @@ def main() -> int:
     print(json.dumps(report["files"]), flush=True)
 
     models = {"fp32_pte": PteModel(pte_fp), "int_pte": PteModel(pte_q)}
-    report["latency_ms"] = {}
     for threads in (1, 2):
-        share: dict = {}
-        lat = latency(models, tile, threads, args.rounds, share)
+        lat, share = latency(models, tile, threads, args.rounds)
         lat["ratio_fp32_over_int"] = lat["fp32_pte"] / lat["int_pte"]
-        report["latency_ms"][threads] = lat
-        report.setdefault("cpu_per_wall", {})[threads] = share
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
-              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
+        record_latency(report, threads, lat, share)
 
     if args.sets:
         torch.set_num_threads(2)
@@ -220,10 +219,9 @@ def markdown(r: dict) -> str:
               "| threads | FP32 XNNPACK .pte ms | INT .pte ms | FP32 / INT | CPU s/s FP32 | CPU s/s INT |",
               "|---:|---:|---:|---:|---:|---:|"]
     for t, lat in r["latency_ms"].items():
-        share = r.get("cpu_per_wall", {}).get(t, {})
-        cells = [f"{share[k]:.2f}" if k in share else "-" for k in ("fp32_pte", "int_pte")]
+        share = r["cpu_per_wall"][t]
         lines.append(f"| {t} | {lat['fp32_pte']:.1f} | {lat['int_pte']:.1f} | {lat['ratio_fp32_over_int']:.2f}x | "
-                     + " | ".join(cells) + " |")
+                     f"{share['fp32_pte']:.2f} | {share['int_pte']:.2f} |")
     if "fidelity" in r:
         lines += ["", "Y-PSNR (dB), every backend tiled identically "
                   f"(overlap {r['fidelity_protocol']['overlap']}, feathered):", "",

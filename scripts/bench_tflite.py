@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, write_report  # scripts/ is on sys.path when run as a script
+from bench_pte import bench_arguments, load_bench_models, fidelity, interleaved_ms, record_latency, write_report  # scripts/ is on sys.path when run as a script
 
 from edgesr.converter.export.tflite import export_tflite
 from edgesr.runtime.litert import TfliteModel
@@ -80,18 +80,13 @@ def main() -> int:
                                     "max_abs_vs_eager": float(np.abs(ReferenceTflite(args.reference_fp32, 1).run(x) - ref).max())}
     print(json.dumps({k: v["bytes"] for k, v in report["files"].items()}), flush=True)
 
-    report["latency_ms"] = {}
     for threads in (1, 2):
         models = {k: TfliteModel(p, threads=threads) for k, p in paths.items()}
         if args.reference_fp32:
             models["reference_fp32"] = ReferenceTflite(args.reference_fp32, threads)
-        share: dict = {}
-        lat = interleaved_ms(models, tile, args.rounds, share)
+        lat, share = interleaved_ms(models, tile, args.rounds)
         lat.update({f"ratio_fp32_over_{k}": lat["fp32"] / lat[k] for k in ROWS if k != "fp32"})
-        report["latency_ms"][threads] = lat
-        report.setdefault("cpu_per_wall", {})[threads] = share
-        print(f"threads {threads}: " + json.dumps({k: round(v, 2) for k, v in lat.items()})
-              + " CPU s per s: " + json.dumps({k: round(v, 2) for k, v in share.items()}), flush=True)
+        record_latency(report, threads, lat, share)
 
     if args.sets:
         torch.set_num_threads(2)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import time
 from pathlib import Path
 
 import pytest
@@ -57,3 +58,23 @@ def test_committed_results_were_measured_on_bundled_weights():
     assert cells
     for cell in cells:
         assert json.loads(cell.read_text())["fp_sha256"] in BUNDLED, cell.name
+
+
+class _Busy:  # spends 20 ms of CPU per run on this thread
+    def run(self, x):
+        t = time.process_time()
+        while time.process_time() - t < 0.02:
+            pass
+
+
+class _Idle:  # waits 20 ms per run without using a CPU
+    def run(self, x):
+        time.sleep(0.02)
+
+
+def test_latency_reports_cpu_per_wall_second():
+    """The CPU share tells a file that keeps a thread busy from one that does not (how a one-thread FP32 baseline
+    in a 2-thread benchmark was caught: about 1.0 instead of 2.0)."""
+    ms, share = bench_pte.interleaved_ms({"busy": _Busy(), "idle": _Idle()}, (8, 8), rounds=3)
+    assert ms["busy"] >= 20 and ms["idle"] >= 20
+    assert share["busy"] > 0.5 and share["idle"] < 0.2

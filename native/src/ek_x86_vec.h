@@ -7,7 +7,6 @@
 #include "ek_internal.h"
 
 #if defined(EK_X86) && (defined(__GNUC__) || defined(__clang__))
-#define EK_HAVE_X86_VEC 1
 #include <immintrin.h>
 
 /* ek_exp_approx on 8 lanes. */
