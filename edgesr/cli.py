@@ -393,6 +393,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         time_budget=args.time_budget or 0.0,
         compile=args.compile,
+        head_fit=args.head_fit,
     )
     out = train(cfg, args.run_dir, data_root=args.data_root, quiet=args.quiet)
     print(json.dumps(out))
@@ -578,6 +579,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "has bf16 instructions; elsewhere it is emulated and many times slower)")
     prec.add_argument("--bf16", action="store_true", help="bf16 autocast even without native bf16")
     t.add_argument("--init", help="start from these weights (a zoo name or a path; another scale gives its body)")
+    t.add_argument("--head-fit", type=_non_negative, default=64, metavar="CROPS",
+                   help="when --init gives only the body (another scale): fit the new upsampler by least squares "
+                        "on this many training crops before the first step (0: random upsampler)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
     t.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
                    help="fit the step count to this many seconds (measured during the warm-up; --steps is the cap)")

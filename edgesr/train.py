@@ -59,6 +59,7 @@ class TrainConfig:
     compile: bool = False  # torch.compile the training forward (fuses the small kernels; validation stays eager)
     time_budget: float = 0.0  # seconds; > 0: `steps` is fixed after `probe_steps` so the run ends within it
     probe_steps: int = 40
+    head_fit: int = 64  # crops for the least-squares upsampler fit when init gives only the body; 0: random head
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -104,8 +105,14 @@ def _device(name: str) -> torch.device:
 def initial_model(cfg: TrainConfig) -> SwinIR:
     """A fresh network, or one started from ``cfg.init``: a checkpoint of any scale gives every tensor whose
     shape fits (an x4 body starts an x2 run; only the upsampler's last conv is then new)."""
+    return _initial_model(cfg)[0]
+
+
+def _initial_model(cfg: TrainConfig) -> tuple[SwinIR, list[str]]:
+    """initial_model and the names of the tensors ``cfg.init`` did not give (all of them without an init)."""
     if not cfg.init:
-        return SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model))
+        model = SwinIR(SwinIRConfig(scale=cfg.scale, **cfg.model))
+        return model, list(model.state_dict())
     from edgesr.models.zoo import resolve
 
     src = load_model(resolve(cfg.init)[0])
@@ -113,7 +120,7 @@ def initial_model(cfg: TrainConfig) -> SwinIR:
     own, theirs = model.state_dict(), src.state_dict()
     fits = {k: v for k, v in theirs.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(fits, strict=False)
-    return model
+    return model, [k for k in own if k not in fits]
 
 
 def _to_float(x: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -191,7 +198,10 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
-    model = initial_model(cfg).to(dev).train()
+    model, missing = _initial_model(cfg)
+    model = model.to(dev).train()
+    # Only the upsampler is new (another scale's body): fit it on the body before the first step.
+    fit_head = bool(cfg.init) and cfg.head_fit > 0 and bool(missing) and all(k.startswith("upsample.") for k in missing)
     if cfg.patch % model.window_size:
         raise EdgesrError(f"patch {cfg.patch} must be a multiple of the window size {model.window_size}")
     # One fused kernel per step on a GPU (Adam took 11.7 ms of a 108 ms H100 step as separate kernels).
@@ -215,9 +225,24 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     val_pairs = build_pairs(val_files, cfg.scale)
     sampler = PatchSampler(pairs, cfg.scale, cfg.patch, cfg.batch, seed=cfg.seed)
 
+    log = (run_dir / "log.jsonl").open("a")
+    if fit_head and step == 0:
+        from edgesr.head_fit import fit_upsampler
+
+        t_fit = time.time()
+        with progress_bar("fit upsampler", total=cfg.head_fit, disable=quiet) as bar:
+            fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, progress=lambda: bar.update(advance=1))
+            bar.log(f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "
+                    f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB")
+        fit["seconds"] = round(time.time() - t_fit, 1)
+        best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
+        save_checkpoint(model, run_dir / "best.safetensors", {"step": "0", "val_psnr": f"{best:.4f}"})
+        log.write(json.dumps({"step": 0, "time": 0.0, "head_fit": fit, "val_psnr": best}) + "\n")
+        log.flush()
+        if not quiet:
+            print(f"step 0: held-out PSNR {best:.3f} dB")
     if on_ready is not None:
         on_ready()
-    log = (run_dir / "log.jsonl").open("a")
     t0, done_here = time.time(), 0
     ema_loss, t_probe = None, None
     batches = _batches(sampler, step)

@@ -19,7 +19,7 @@ import yaml
 
 from edgesr.evaluate import evaluate, torch_upscaler
 from edgesr.models.checkpoint import load_model, read_metadata, save_checkpoint
-from edgesr.models.zoo import WEIGHTS_DIR, ZOO_FILE, sha256_of
+from edgesr.models.zoo import WEIGHTS_DIR, ZOO_FILE, entries, sha256_of
 
 SETS = ["Set5", "Set14", "B100"]
 
@@ -85,10 +85,17 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
     step = int((meta or {}).get("edgesr.step", log[-1]["step"] if log else 0))
     wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
     vals = [r for r in log if "val_psnr" in r]
+    fits = [r["head_fit"] for r in log if "head_fit" in r]
+    init = Path(cfg["init"]).name if cfg.get("init") else "random"
+    entry = entries().get(cfg.get("init", ""))
+    if entry is not None:  # a zoo name: record which weights it named then
+        init += f" (sha256 {entry.sha256})"
+    if fits:
+        init += f"; new upsampler fitted by least squares on {fits[-1]['crops']} training crops"
     return {
         "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
                 f"HR downscales {cfg.get('downscales')}, 8 dihedral augmentations",
-        "init": Path(cfg["init"]).name if cfg.get("init") else "random",
+        "init": init,
         "steps": step,
         "batch": cfg.get("batch"),
         "lr_patch": cfg.get("patch"),
@@ -97,7 +104,9 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         "bf16_autocast": cfg.get("bf16"),
         "wall_time_hours": round(wall / 3600, 2),
         "hardware": hardware,
-        "selected_by": "held-out validation PSNR" + (f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
+        "selected_by": "held-out validation PSNR" + (
+            f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)" if (meta or {}).get("edgesr.val_psnr")
+            else f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
     }
 
 

@@ -171,3 +171,87 @@ def test_auto_precision_is_resolved_and_recorded(tmp_path):
     train(_cfg(steps=2, bf16=None, set5_report=False), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
     saved = json.loads((tmp_path / "r" / "train_config.json").read_text())
     assert saved["bf16"] is native_bf16(torch.device("cpu"))
+
+
+def _tiny_pairs(model, n=3, side=24, seed=0):
+    """LR images of noise and the HR images a known head makes of them (rounded to uint8 like real data)."""
+    import numpy as np
+
+    from edgesr.data.patches import PairImage
+
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        lr = rng.integers(0, 256, (side, side, 3), dtype=np.uint8)
+        with torch.no_grad():
+            hr = model(torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255)
+        hr = (hr[0].permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+        pairs.append(PairImage(lr, hr))
+    return pairs
+
+
+def test_upsampler_fit_recovers_a_known_head():
+    from edgesr.head_fit import fit_upsampler
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+    torch.manual_seed(0)
+    model = SwinIR(SwinIRConfig(scale=2, **TINY)).eval()
+    conv = model.upsample[0]
+    with torch.no_grad():
+        conv.weight.mul_(0.2)  # keep the known head's output inside [0, 1], where uint8 targets are not clipped
+    truth = (conv.weight.detach().clone(), conv.bias.detach().clone())
+    pairs = _tiny_pairs(model)
+    with torch.no_grad():
+        conv.weight.normal_(0, 0.05)
+        conv.bias.zero_()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    # Whole images as crops: a Swin body's features depend on the window grid, so only the full image's features
+    # are the ones that made the targets. Those carry only uint8 rounding (about 59 dB): the fit must reach that
+    # level and recover the head.
+    fit = fit_upsampler(model, pairs, crops=6, side=24, seed=1, ridge=1e-9)
+    assert fit["psnr_before"] < 40 < fit["psnr_after"]
+    rel = (conv.weight - truth[0]).norm() / truth[0].norm()
+    assert rel < 0.05, rel
+    assert (conv.bias - truth[1]).abs().max() < 0.01
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in after if not k.startswith("upsample."))
+
+
+def test_upsampler_fit_is_deterministic_and_rejects_tiny_images():
+    import numpy as np
+    import pytest
+
+    from edgesr.data.patches import PairImage
+    from edgesr.head_fit import fit_upsampler
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+    torch.manual_seed(0)
+    a = SwinIR(SwinIRConfig(scale=2, **TINY)).eval()
+    b = SwinIR(SwinIRConfig(scale=2, **TINY)).eval()
+    b.load_state_dict(a.state_dict())
+    pairs = _tiny_pairs(a)
+    fa, fb = fit_upsampler(a, pairs, crops=4, side=16, seed=2), fit_upsampler(b, pairs, crops=4, side=16, seed=2)
+    assert fa == fb and torch.equal(a.upsample[0].weight, b.upsample[0].weight)
+    small = [PairImage(np.zeros((3, 3, 3), np.uint8), np.zeros((6, 6, 3), np.uint8))]
+    with pytest.raises(ValueError, match="LR side"):
+        fit_upsampler(a, small, crops=2)
+
+
+@needs_data
+def test_run_from_another_scales_body_starts_from_the_fitted_head(tmp_path):
+    from edgesr.models.checkpoint import save_checkpoint
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+    save_checkpoint(SwinIR(SwinIRConfig(scale=4, **TINY)), tmp_path / "x4.safetensors")
+    cfg = _cfg(steps=2, val_every=10**6, save_every=2, init=str(tmp_path / "x4.safetensors"), head_fit=3,
+               set5_report=False)
+    train(cfg, tmp_path / "run", data_root=DATA_ROOT, quiet=True)
+    log = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["step"] == 0 and log[0]["head_fit"]["crops"] == 3
+    assert log[0]["head_fit"]["psnr_after"] > log[0]["head_fit"]["psnr_before"]
+    best = load_model(tmp_path / "run" / "best.safetensors")  # the fitted start, validated before step 1
+    assert best.scale == 2 and log[0]["val_psnr"] > 0
+    # Without an init from another scale, nothing is fitted.
+    train(_cfg(steps=2, val_every=10**6, save_every=2, set5_report=False), tmp_path / "plain", data_root=DATA_ROOT,
+          quiet=True)
+    assert "head_fit" not in (tmp_path / "plain" / "log.jsonl").read_text()
