@@ -56,8 +56,7 @@ def fit_upsampler(model: SwinIR, pairs, crops: int = 64, side: int = 96, seed: i
     mean, img_range = model.mean.cpu(), model.config.img_range
     for _ in range(crops):
         lr, hr = _crop(usable[int(rng.integers(len(usable)))], side, window, rng, scale)
-        x = model.conv_first(((lr - mean) * img_range).to(dev))
-        z = (model.conv_after_body(model.forward_features(x)) + x).cpu()
+        z = model.upsampler_input(lr.to(dev)).cpu()
         u = F.unfold(z, conv.kernel_size, padding=conv.padding)[0].double()
         u = torch.cat([u, u.new_ones(1, u.shape[1])])
         t = F.pixel_unshuffle((hr - mean) * img_range, scale)[0].reshape(conv.out_channels, -1).double()

@@ -201,7 +201,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     model, missing = _initial_model(cfg)
     model = model.to(dev).train()
     # Only the upsampler is new (another scale's body): fit it on the body before the first step.
-    fit_head = bool(cfg.init) and cfg.head_fit > 0 and bool(missing) and all(k.startswith("upsample.") for k in missing)
+    fit_head = cfg.head_fit > 0 and bool(missing) and all(k.startswith("upsample.") for k in missing)
     if cfg.patch % model.window_size:
         raise EdgesrError(f"patch {cfg.patch} must be a multiple of the window size {model.window_size}")
     # One fused kernel per step on a GPU (Adam took 11.7 ms of a 108 ms H100 step as separate kernels).
@@ -232,15 +232,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         t_fit = time.time()
         with progress_bar("fit upsampler", total=cfg.head_fit, disable=quiet) as bar:
             fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, progress=lambda: bar.update(advance=1))
+            fit["seconds"] = round(time.time() - t_fit, 1)
+            best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
             bar.log(f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "
-                    f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB")
-        fit["seconds"] = round(time.time() - t_fit, 1)
-        best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
+                    f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB; step 0: held-out PSNR {best:.3f} dB")
         save_checkpoint(model, run_dir / "best.safetensors", {"step": "0", "val_psnr": f"{best:.4f}"})
         log.write(json.dumps({"step": 0, "time": 0.0, "head_fit": fit, "val_psnr": best}) + "\n")
         log.flush()
-        if not quiet:
-            print(f"step 0: held-out PSNR {best:.3f} dB")
     if on_ready is not None:
         on_ready()
     t0, done_here = time.time(), 0

@@ -338,12 +338,12 @@ class SwinIR(nn.Module):
         ws = self.window_size
         if h % ws or w % ws:
             raise ValueError(f"input size {h}x{w} is not a multiple of the window size {ws}; pad it first")
-        mean = self.mean.to(x.dtype)
-        x = (x - mean) * self.config.img_range
-        x = self.conv_first(x)
-        x = self.conv_after_body(self.forward_features(x)) + x
-        x = self.upsample(x)
-        return x / self.config.img_range + mean
+        return self.upsample(self.upsampler_input(x)) / self.config.img_range + self.mean.to(x.dtype)
+
+    def upsampler_input(self, x: torch.Tensor) -> torch.Tensor:
+        """The features the upsampler maps to the output (deep features plus the shallow skip), from the image."""
+        x = self.conv_first((x - self.mean.to(x.dtype)) * self.config.img_range)
+        return self.conv_after_body(self.forward_features(x)) + x
 
 
 def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:

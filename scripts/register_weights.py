@@ -92,6 +92,11 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         init += f" (sha256 {entry.sha256})"
     if fits:
         init += f"; new upsampler fitted by least squares on {fits[-1]['crops']} training crops"
+    selected_by = "held-out validation PSNR"
+    if (meta or {}).get("edgesr.val_psnr"):
+        selected_by += f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)"
+    elif vals:
+        selected_by += f" ({vals[-1]['val_psnr']:.3f} dB at last validation)"
     return {
         "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
                 f"HR downscales {cfg.get('downscales')}, 8 dihedral augmentations",
@@ -104,9 +109,7 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         "bf16_autocast": cfg.get("bf16"),
         "wall_time_hours": round(wall / 3600, 2),
         "hardware": hardware,
-        "selected_by": "held-out validation PSNR" + (
-            f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)" if (meta or {}).get("edgesr.val_psnr")
-            else f" ({vals[-1]['val_psnr']:.3f} dB at last validation)" if vals else ""),
+        "selected_by": selected_by,
     }
 
 
