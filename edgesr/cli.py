@@ -394,6 +394,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         time_budget=args.time_budget or 0.0,
         compile=args.compile,
         head_fit=args.head_fit,
+        refit_head=args.refit_head,
+        loss=args.loss,
     )
     out = train(cfg, args.run_dir, data_root=args.data_root, quiet=args.quiet)
     print(json.dumps(out))
@@ -568,7 +570,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", parents=[common], help="train a full-precision SwinIR-light (resumable)")
     t.add_argument("--scale", type=int, choices=(2, 3, 4), default=4)
     t.add_argument("--run-dir", required=True, help="checkpoints and logs; an existing run resumes")
-    t.add_argument("--steps", type=_positive, default=4000)
+    t.add_argument("--steps", type=_non_negative, default=4000, help="0: only the --refit-head fit")
     t.add_argument("--batch", type=_positive, default=8)
     t.add_argument("--patch", type=_positive, default=48, help="LR patch side (a multiple of the window size)")
     t.add_argument("--lr", type=_positive_float, default=5e-4)
@@ -582,6 +584,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--head-fit", type=_non_negative, default=64, metavar="CROPS",
                    help="when --init gives only the body (another scale): fit the new upsampler by least squares "
                         "on this many training crops before the first step (0: random upsampler)")
+    t.add_argument("--loss", choices=("l1", "l2"), default="l1",
+                   help="l1: the SwinIR recipe; l2: mean squared error, what PSNR measures (for late fine-tuning)")
+    t.add_argument("--refit-head", action="store_true",
+                   help="also refit the upsampler when --init gives one (a least-squares polish of trained weights; "
+                        "the fit is kept only if it raises the held-out PSNR)")
     t.add_argument("--device", default="auto", help="cpu, cuda, cuda:N (default: CUDA when available)")
     t.add_argument("--time-budget", type=_positive_float, metavar="SECONDS",
                    help="fit the step count to this many seconds (measured during the warm-up; --steps is the cap)")

@@ -60,6 +60,8 @@ class TrainConfig:
     time_budget: float = 0.0  # seconds; > 0: `steps` is fixed after `probe_steps` so the run ends within it
     probe_steps: int = 40
     head_fit: int = 64  # crops for the least-squares upsampler fit when init gives only the body; 0: random head
+    loss: str = "l1"  # l1 (the SwinIR recipe) or l2 (mean squared error: what PSNR measures; a late fine-tune)
+    refit_head: bool = False  # fit the upsampler even when init gives one (kept only if held-out PSNR improves)
 
     def lr_at(self, step: int) -> float:
         if step < self.warmup:
@@ -140,11 +142,13 @@ def _batches(sampler: PatchSampler, start: int, ahead: int = 3):
             yield batch
 
 
-def train_step(forward, opt, lr_img: torch.Tensor, hr_img: torch.Tensor, bf16: bool, grad_clip: float = 0.0):
-    """One L1 step (bf16 autocast on the inputs' device); returns the loss tensor without synchronising."""
+def train_step(forward, opt, lr_img: torch.Tensor, hr_img: torch.Tensor, bf16: bool, grad_clip: float = 0.0,
+               loss: str = "l1"):
+    """One L1 (or L2) step (bf16 autocast on the inputs' device); returns the loss tensor without synchronising."""
     with torch.autocast(lr_img.device.type, dtype=torch.bfloat16, enabled=bf16):
         out = forward(lr_img)
-    loss = (out.float() - hr_img).abs().mean()
+    err = out.float() - hr_img
+    loss = err.square().mean() if loss == "l2" else err.abs().mean()
     opt.zero_grad(set_to_none=True)
     loss.backward()
     if grad_clip:
@@ -173,6 +177,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     ``on_ready()`` runs once the data is built, before the first step (runs sharing a GPU start together, so
     each one's budget probe sees the shared speed)."""
     run_dir = Path(run_dir)
+    if cfg.loss not in ("l1", "l2"):
+        raise EdgesrError(f"loss {cfg.loss!r}: choose l1 or l2")
     if cfg.time_budget < 0:
         raise EdgesrError(f"time budget {cfg.time_budget} s: must be positive (0: no budget)")
     if cfg.time_budget and cfg.probe_steps >= cfg.warmup and not (run_dir / "state.pt").exists():
@@ -181,7 +187,6 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     if cfg.bf16 is None:
         cfg.bf16 = native_bf16(dev)
     files = calibration_files(data_root)  # before the run folder exists: a bad data root leaves nothing behind
-    make_output_dir(run_dir)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -201,7 +206,11 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     model, missing = _initial_model(cfg)
     model = model.to(dev).train()
     # Only the upsampler is new (another scale's body): fit it on the body before the first step.
-    fit_head = cfg.head_fit > 0 and bool(missing) and all(k.startswith("upsample.") for k in missing)
+    new_head = bool(missing) and all(k.startswith("upsample.") for k in missing)
+    fit_head = cfg.head_fit > 0 and (new_head or (cfg.refit_head and bool(cfg.init) and not missing))
+    if cfg.steps == 0 and not fit_head:
+        raise EdgesrError("0 steps and no upsampler fit: nothing to do (a 0-step run needs --init and --refit-head)")
+    make_output_dir(run_dir)
     if cfg.patch % model.window_size:
         raise EdgesrError(f"patch {cfg.patch} must be a multiple of the window size {model.window_size}")
     # One fused kernel per step on a GPU (Adam took 11.7 ms of a 108 ms H100 step as separate kernels).
@@ -230,12 +239,26 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         from edgesr.head_fit import fit_upsampler
 
         t_fit = time.time()
+        head = model.upsample[0]
+        # A trained head is a candidate too: the fit replaces it only if the held-out PSNR rises.
+        kept = None if new_head else (_validate(model, val_pairs, cfg.scale, cfg.bf16),
+                                      head.weight.detach().clone(), head.bias.detach().clone())
         with progress_bar("fit upsampler", total=cfg.head_fit, disable=quiet) as bar:
             fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, progress=lambda: bar.update(advance=1))
             fit["seconds"] = round(time.time() - t_fit, 1)
             best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
-            bar.log(f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "
-                    f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB; step 0: held-out PSNR {best:.3f} dB")
+            msg = (f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "
+                   f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB; step 0: held-out PSNR {best:.3f} dB")
+            if kept is not None:
+                fit["val_psnr_before"], fit["val_psnr_fit"] = kept[0], best
+                fit["kept_fit"] = best > kept[0]
+                msg += f" (init's head: {kept[0]:.3f} dB; {'fit kept' if fit['kept_fit'] else 'init head kept'})"
+                if not fit["kept_fit"]:
+                    with torch.no_grad():
+                        head.weight.copy_(kept[1])
+                        head.bias.copy_(kept[2])
+                    best = kept[0]
+            bar.log(msg)
         save_checkpoint(model, run_dir / "best.safetensors", {"step": "0", "val_psnr": f"{best:.4f}"})
         log.write(json.dumps({"step": 0, "time": 0.0, "head_fit": fit, "val_psnr": best}) + "\n")
         log.flush()
@@ -251,7 +274,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             lr_img, hr_img = _to_float(lr_u8, dev), _to_float(hr_u8, dev)
             for g in opt.param_groups:
                 g["lr"] = cfg.lr_at(step)
-            loss = train_step(forward, opt, lr_img, hr_img, cfg.bf16, cfg.grad_clip)
+            loss = train_step(forward, opt, lr_img, hr_img, cfg.bf16, cfg.grad_clip, cfg.loss)
             step += 1
             done_here += 1
             lv = float(loss.detach())

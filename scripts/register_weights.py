@@ -83,20 +83,31 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
     cfg = json.loads((run_dir / "train_config.json").read_text()) if (run_dir / "train_config.json").is_file() else {}
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()] if (run_dir / "log.jsonl").is_file() else []
     step = int((meta or {}).get("edgesr.step", log[-1]["step"] if log else 0))
-    wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
-    vals = [r for r in log if "val_psnr" in r]
     fits = [r["head_fit"] for r in log if "head_fit" in r]
+    wall = sum(b["time"] - a["time"] for a, b in zip(log, log[1:]) if b["time"] > a["time"])  # over resumes
+    wall += sum(f.get("seconds", 0.0) for f in fits)  # the fit runs before the step clock starts
+    vals = [r for r in log if "val_psnr" in r]
     init = Path(cfg["init"]).name if cfg.get("init") else "random"
     entry = entries().get(cfg.get("init", ""))
     if entry is not None:  # a zoo name: record which weights it named then
         init += f" (sha256 {entry.sha256})"
-    if fits:
+    if fits and "kept_fit" in fits[-1]:  # a refit of the init's own upsampler
+        f = fits[-1]
+        init += (f"; upsampler refitted by least squares on {f['crops']} training crops (held-out "
+                 f"{f['val_psnr_before']:.3f} -> {f['val_psnr_fit']:.3f} dB, "
+                 f"{'fit kept' if f['kept_fit'] else 'init upsampler kept'})")
+    elif fits:
         init += f"; new upsampler fitted by least squares on {fits[-1]['crops']} training crops"
     selected_by = "held-out validation PSNR"
     if (meta or {}).get("edgesr.val_psnr"):
         selected_by += f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)"
     elif vals:
         selected_by += f" ({vals[-1]['val_psnr']:.3f} dB at last validation)"
+    if step == 0:  # only the upsampler fit: no optimiser, batch or patch to record
+        return {"data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
+                        f"HR downscales {cfg.get('downscales')}", "init": init, "steps": 0,
+                "loss": "least squares (upsampler only)", "wall_time_hours": round(wall / 3600, 2),
+                "hardware": hardware, "selected_by": selected_by}
     return {
         "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
                 f"HR downscales {cfg.get('downscales')}, 8 dihedral augmentations",
@@ -105,7 +116,7 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         "batch": cfg.get("batch"),
         "lr_patch": cfg.get("patch"),
         "optimizer": f"Adam lr {cfg.get('lr')}, warm-up {cfg.get('warmup')}, cosine to {cfg.get('min_lr')}",
-        "loss": "L1",
+        "loss": cfg.get("loss", "l1").upper(),
         "bf16_autocast": cfg.get("bf16"),
         "wall_time_hours": round(wall / 3600, 2),
         "hardware": hardware,

@@ -255,3 +255,61 @@ def test_run_from_another_scales_body_starts_from_the_fitted_head(tmp_path):
     train(_cfg(steps=2, val_every=10**6, save_every=2, set5_report=False), tmp_path / "plain", data_root=DATA_ROOT,
           quiet=True)
     assert "head_fit" not in (tmp_path / "plain" / "log.jsonl").read_text()
+
+
+@needs_data
+def test_refit_of_a_trained_head_is_kept_only_when_held_out_psnr_rises(tmp_path, monkeypatch):
+    import pytest
+
+    import edgesr.head_fit
+    from edgesr.errors import EdgesrError
+    from edgesr.models.checkpoint import save_checkpoint
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+    torch.manual_seed(0)
+    init = SwinIR(SwinIRConfig(scale=2, **TINY))
+    save_checkpoint(init, tmp_path / "x2.safetensors")
+    cfg = dict(steps=0, init=str(tmp_path / "x2.safetensors"), head_fit=3, refit_head=True, set5_report=False)
+    # A random head: the 0-step refit raises the held-out PSNR, is kept and is the run's best checkpoint.
+    out = train(_cfg(**cfg), tmp_path / "fit", data_root=DATA_ROOT, quiet=True)
+    fit = json.loads((tmp_path / "fit" / "log.jsonl").read_text().splitlines()[0])["head_fit"]
+    assert fit["kept_fit"] and out["best_val_psnr"] > fit["val_psnr_before"] + 1.0
+    best = load_model(tmp_path / "fit" / "best.safetensors")
+    assert not torch.equal(best.upsample[0].weight, init.upsample[0].weight)
+    assert torch.equal(best.conv_first.weight, init.conv_first.weight)  # only the head moves
+
+    # A fit that makes the head worse (here: scaled up 100x) is dropped and the init's head stays, bit for bit.
+    def worse(model, *a, **k):
+        with torch.no_grad():
+            model.upsample[0].weight.mul_(100)
+        return {"crops": 3, "pixels": 1, "psnr_before": 0.0, "psnr_after": 0.0}
+
+    monkeypatch.setattr(edgesr.head_fit, "fit_upsampler", worse)
+    out = train(_cfg(**cfg), tmp_path / "worse", data_root=DATA_ROOT, quiet=True)
+    fit = json.loads((tmp_path / "worse" / "log.jsonl").read_text().splitlines()[0])["head_fit"]
+    assert not fit["kept_fit"] and out["best_val_psnr"] == fit["val_psnr_before"]
+    assert torch.equal(load_model(tmp_path / "worse" / "best.safetensors").upsample[0].weight, init.upsample[0].weight)
+
+    with pytest.raises(EdgesrError, match="nothing to do"):
+        train(_cfg(steps=0, init=str(tmp_path / "x2.safetensors")), tmp_path / "idle", data_root=DATA_ROOT, quiet=True)
+    assert not (tmp_path / "idle").exists()
+
+
+def test_l2_step_minimises_the_mean_squared_error_and_bad_losses_are_refused(tmp_path):
+    import pytest
+
+    from edgesr.errors import EdgesrError
+    from edgesr.train import train_step
+
+    torch.manual_seed(0)
+    w = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    x, y = torch.tensor([1.0, 3.0]), torch.tensor([1.0, 2.0])
+    loss = train_step(lambda a: w * a, opt, x, y, bf16=False, loss="l2")
+    assert float(loss) == pytest.approx(((2 * x - y) ** 2).mean().item())  # (1 + 16) / 2
+    assert float(w) == pytest.approx(2.0 - 0.1 * (2 * ((2 * x - y) * x).mean()).item())  # one SGD step on the MSE
+    l1 = train_step(lambda a: w * a, torch.optim.SGD([w], lr=0.0), x, y, bf16=False)
+    assert float(l1) == pytest.approx((w.detach() * x - y).abs().mean().item())
+    with pytest.raises(EdgesrError, match="choose l1 or l2"):
+        train(_cfg(loss="huber"), tmp_path / "r", data_root=DATA_ROOT, quiet=True)
+    assert not (tmp_path / "r").exists()
