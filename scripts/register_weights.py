@@ -41,7 +41,8 @@ def main() -> int:
     if args.inherit_card:
         old = yaml.safe_load(args.inherit_card.read_text())["training"]
         stages += old.get("stages", [old])
-    stages += [stage(Path(d), hw) for d, hw in args.stage]
+    runs = [Path(d) for d, _ in args.stage] + [args.checkpoint.parent]
+    stages += [stage(Path(d), hw, continued_checkpoint(Path(d), runs[i + 1])) for i, (d, hw) in enumerate(args.stage)]
     stages.append(stage(args.checkpoint.parent, args.hardware, meta))
 
     target = WEIGHTS_DIR / f"{args.name}.safetensors"
@@ -76,6 +77,16 @@ def main() -> int:
     ZOO_FILE.write_text(header + yaml.safe_dump(zoo, sort_keys=False))
     print(json.dumps({"weights": str(target), "sha256": digest, "psnr_y": psnr, "ssim_y": ssim}, indent=2))
     return 0
+
+
+def continued_checkpoint(run_dir: Path, next_run: Path) -> dict | None:
+    """The metadata (step, held-out score) of the checkpoint of ``run_dir`` that ``next_run`` started from, when
+    its --init is a file of that run; None otherwise (the card then records the run's last step)."""
+    cfg = next_run / "train_config.json"
+    init = Path(json.loads(cfg.read_text()).get("init") or "") if cfg.is_file() else Path()
+    if init.is_file() and init.parent.resolve() == run_dir.resolve():
+        return read_metadata(init)
+    return None
 
 
 def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:

@@ -13,6 +13,7 @@ _spec.loader.exec_module(register_weights)
 
 
 def _run(tmp_path, init, log):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "train_config.json").write_text(json.dumps(dict(init=init, batch=8, patch=48, lr=2e-4, warmup=100,
                                                                  min_lr=1e-6, bf16=False, downscales=[1.0])))
     (tmp_path / "log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in log))
@@ -50,3 +51,23 @@ def test_stage_of_a_zero_step_refit(tmp_path):
                           "(held-out 27.500 -> 27.600 dB, fit kept)")
     assert st["steps"] == 0 and st["wall_time_hours"] == 0.1 and "optimizer" not in st
     assert st["selected_by"] == "held-out validation PSNR (27.600 dB, the best of 1 validations)"
+
+
+def test_an_intermediate_run_is_recorded_at_the_checkpoint_the_next_run_took(tmp_path):
+    import torch
+
+    from edgesr.models.checkpoint import save_checkpoint
+    from edgesr.models.swinir import SwinIR, SwinIRConfig
+
+    first = _run(tmp_path / "a", "", [{"step": 5, "time": 1.0, "val_psnr": 27.6}, {"step": 9, "time": 2.0, "val_psnr": 27.5}])
+    torch.manual_seed(0)
+    save_checkpoint(SwinIR(SwinIRConfig(scale=2, embed_dim=12, depths=(1,), num_heads=(2,), window_size=4)),
+                    first / "best.safetensors", {"step": "5", "val_psnr": "27.6000"})
+    nxt = _run(tmp_path / "b", str(first / "best.safetensors"), [])
+    meta = register_weights.continued_checkpoint(first, nxt)
+    st = register_weights.stage(first, "cpu", meta)
+    assert st["steps"] == 5 and st["selected_by"] == "held-out validation PSNR (27.600 dB, the best of 2 validations)"
+    # A next run that started elsewhere: the run is recorded at its last step.
+    other = _run(tmp_path / "c", "swinir_light_x4", [])
+    assert register_weights.continued_checkpoint(first, other) is None
+    assert register_weights.stage(first, "cpu", None)["steps"] == 9
