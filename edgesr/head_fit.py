@@ -77,5 +77,5 @@ def fit_upsampler(model: SwinIR, pairs, crops: int = 64, side: int = 96, seed: i
     conv.bias.copy_(new[-1].to(conv.bias.dtype))
     model.train(was_training)
     to_psnr = lambda e: float(10 * np.log10(img_range**2 / max(e / pixels, 1e-20)))  # noqa: E731
-    return {"crops": crops, "pixels": pixels, "psnr_before": to_psnr(sq_err(old.T.double())),
+    return {"crops": crops, "ridge": ridge, "pixels": pixels, "psnr_before": to_psnr(sq_err(old.T.double())),
             "psnr_after": to_psnr(sq_err(new))}

@@ -61,6 +61,7 @@ class TrainConfig:
     probe_steps: int = 40
     head_fit: int = 64  # crops for the least-squares upsampler fit when init gives only the body; 0: random head
     loss: str = "l1"  # l1 (the SwinIR recipe) or l2 (mean squared error: what PSNR measures; a late fine-tune)
+    head_ridge: float = 1e-3  # the fit's ridge, relative to the mean diagonal of its Gram matrix
     refit_head: bool = False  # fit the upsampler even when init gives one (kept only if held-out PSNR improves)
 
     def lr_at(self, step: int) -> float:
@@ -244,7 +245,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         kept = None if new_head else (_validate(model, val_pairs, cfg.scale, cfg.bf16),
                                       head.weight.detach().clone(), head.bias.detach().clone())
         with progress_bar("fit upsampler", total=cfg.head_fit, disable=quiet) as bar:
-            fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, progress=lambda: bar.update(advance=1))
+            fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, ridge=cfg.head_ridge,
+                                progress=lambda: bar.update(advance=1))
             fit["seconds"] = round(time.time() - t_fit, 1)
             best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
             msg = (f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "

@@ -79,6 +79,10 @@ def main() -> int:
     return 0
 
 
+def _ridge(fit: dict) -> str:
+    return f", ridge {fit['ridge']:g}" if "ridge" in fit else ""  # runs before the ridge was an option: 1e-3
+
+
 def continued_checkpoint(run_dir: Path, next_run: Path) -> dict | None:
     """The metadata (step, held-out score) of the checkpoint of ``run_dir`` that ``next_run`` started from, when
     its --init is a file of that run; None otherwise (the card then records the run's last step)."""
@@ -104,11 +108,11 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         init += f" (sha256 {entry.sha256})"
     if fits and "kept_fit" in fits[-1]:  # a refit of the init's own upsampler
         f = fits[-1]
-        init += (f"; upsampler refitted by least squares on {f['crops']} training crops (held-out "
+        init += (f"; upsampler refitted by least squares on {f['crops']} training crops{_ridge(f)} (held-out "
                  f"{f['val_psnr_before']:.3f} -> {f['val_psnr_fit']:.3f} dB, "
                  f"{'fit kept' if f['kept_fit'] else 'init upsampler kept'})")
     elif fits:
-        init += f"; new upsampler fitted by least squares on {fits[-1]['crops']} training crops"
+        init += f"; new upsampler fitted by least squares on {fits[-1]['crops']} training crops{_ridge(fits[-1])}"
     selected_by = "held-out validation PSNR"
     if (meta or {}).get("edgesr.val_psnr"):
         selected_by += f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)"

@@ -43,11 +43,11 @@ def test_stage_names_the_selected_checkpoints_score(tmp_path):
 
 
 def test_stage_of_a_zero_step_refit(tmp_path):
-    fit = {"crops": 128, "seconds": 360.0, "val_psnr_before": 27.5, "val_psnr_fit": 27.6, "kept_fit": True}
+    fit = {"crops": 128, "ridge": 1e-4, "seconds": 360.0, "val_psnr_before": 27.5, "val_psnr_fit": 27.6, "kept_fit": True}
     log = [{"step": 0, "time": 0.0, "head_fit": fit, "val_psnr": 27.6}]
     st = register_weights.stage(_run(tmp_path, "/runs/a/best.safetensors", log), "cpu",
                                 {"edgesr.step": "0", "edgesr.val_psnr": "27.6000"})
-    assert st["init"] == ("best.safetensors; upsampler refitted by least squares on 128 training crops "
+    assert st["init"] == ("best.safetensors; upsampler refitted by least squares on 128 training crops, ridge 0.0001 "
                           "(held-out 27.500 -> 27.600 dB, fit kept)")
     assert st["steps"] == 0 and st["wall_time_hours"] == 0.1 and "optimizer" not in st
     assert st["selected_by"] == "held-out validation PSNR (27.600 dB, the best of 1 validations)"
