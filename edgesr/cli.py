@@ -587,7 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "on this many training crops before the first step (0: random upsampler)")
     t.add_argument("--loss", choices=("l1", "l2"), default="l1",
                    help="l1: the SwinIR recipe; l2: mean squared error, what PSNR measures (for late fine-tuning)")
-    t.add_argument("--head-ridge", type=_positive_float, default=1e-3,
+    t.add_argument("--head-ridge", type=_positive_float, default=1e-4,
                    help="ridge of the upsampler fit, relative to the mean diagonal of its Gram matrix")
     t.add_argument("--refit-head", action="store_true",
                    help="also refit the upsampler when --init gives one (a least-squares polish of trained weights; "

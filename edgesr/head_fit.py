@@ -35,7 +35,7 @@ def _crop(pair, side: int, window: int, rng: np.random.Generator, scale: int) ->
 
 
 @torch.no_grad()
-def fit_upsampler(model: SwinIR, pairs, crops: int = 64, side: int = 96, seed: int = 0, ridge: float = 1e-3,
+def fit_upsampler(model: SwinIR, pairs, crops: int = 64, side: int = 96, seed: int = 0, ridge: float = 1e-4,
                   progress=None) -> dict:
     """Set ``model.upsample[0]`` to the ridge-regression optimum over ``crops`` random crops of ``pairs``
     (``PairImage`` list, uint8 LR/HR at the model's scale); the rest of the model is not changed.

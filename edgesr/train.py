@@ -61,7 +61,9 @@ class TrainConfig:
     probe_steps: int = 40
     head_fit: int = 64  # crops for the least-squares upsampler fit when init gives only the body; 0: random head
     loss: str = "l1"  # l1 (the SwinIR recipe) or l2 (mean squared error: what PSNR measures; a late fine-tune)
-    head_ridge: float = 1e-3  # the fit's ridge, relative to the mean diagonal of its Gram matrix
+    # The fit's ridge, relative to the mean diagonal of its Gram matrix. Held-out PSNR of an x4 refit (128 crops):
+    # 27.6095 / 27.6135 / 27.6127 / 27.6125 dB at 1e-3 / 1e-4 / 1e-5 / 1e-6 (runs before this option used 1e-3).
+    head_ridge: float = 1e-4
     refit_head: bool = False  # fit the upsampler even when init gives one (kept only if held-out PSNR improves)
 
     def lr_at(self, step: int) -> float:
