@@ -272,7 +272,7 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
     ema_loss, t_probe = None, None
     batches = _batches(sampler, step)
     forward = torch.compile(model) if cfg.compile else model  # shares the parameters; compiled on first use
-    with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet) as bar:
+    with progress_bar(f"train x{cfg.scale}", total=cfg.steps, completed=step, disable=quiet or not cfg.steps) as bar:
         while step < cfg.steps:
             lr_u8, hr_u8 = next(batches)
             lr_img, hr_img = _to_float(lr_u8, dev), _to_float(hr_u8, dev)
