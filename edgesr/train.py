@@ -208,7 +208,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         torch.backends.cudnn.allow_tf32 = True
     model, missing = _initial_model(cfg)
     model = model.to(dev).train()
-    # Only the upsampler is new (another scale's body): fit it on the body before the first step.
+    # Fit the upsampler on the body before the first step: always when only it is new (another scale's body), and
+    # on request (--refit-head) when the init gave one.
     new_head = bool(missing) and all(k.startswith("upsample.") for k in missing)
     fit_head = cfg.head_fit > 0 and (new_head or (cfg.refit_head and bool(cfg.init) and not missing))
     if cfg.steps == 0 and not fit_head:
@@ -244,8 +245,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
         t_fit = time.time()
         head = model.upsample[0]
         # A trained head is a candidate too: the fit replaces it only if the held-out PSNR rises.
-        kept = None if new_head else (_validate(model, val_pairs, cfg.scale, cfg.bf16),
-                                      head.weight.detach().clone(), head.bias.detach().clone())
+        if not new_head:
+            init_score = _validate(model, val_pairs, cfg.scale, cfg.bf16)
+            init_head = {k: v.clone() for k, v in head.state_dict().items()}
         with progress_bar("fit upsampler", total=cfg.head_fit, disable=quiet) as bar:
             fit = fit_upsampler(model, pairs, crops=cfg.head_fit, seed=cfg.seed, ridge=cfg.head_ridge,
                                 progress=lambda: bar.update(advance=1))
@@ -253,15 +255,13 @@ def train(cfg: TrainConfig, run_dir: str | Path, data_root=None, quiet: bool = F
             best = _validate(model, val_pairs, cfg.scale, cfg.bf16)  # the fitted start is a candidate too
             msg = (f"upsampler least-squares fit on {fit['crops']} crops: training PSNR "
                    f"{fit['psnr_before']:.2f} -> {fit['psnr_after']:.2f} dB; step 0: held-out PSNR {best:.3f} dB")
-            if kept is not None:
-                fit["val_psnr_before"], fit["val_psnr_fit"] = kept[0], best
-                fit["kept_fit"] = best > kept[0]
-                msg += f" (init's head: {kept[0]:.3f} dB; {'fit kept' if fit['kept_fit'] else 'init head kept'})"
+            if not new_head:
+                fit["val_psnr_before"], fit["val_psnr_fit"] = init_score, best
+                fit["kept_fit"] = best > init_score
+                msg += f" (init's head: {init_score:.3f} dB; {'fit kept' if fit['kept_fit'] else 'init head kept'})"
                 if not fit["kept_fit"]:
-                    with torch.no_grad():
-                        head.weight.copy_(kept[1])
-                        head.bias.copy_(kept[2])
-                    best = kept[0]
+                    head.load_state_dict(init_head)
+                    best = init_score
             bar.log(msg)
         save_checkpoint(model, run_dir / "best.safetensors", {"step": "0", "val_psnr": f"{best:.4f}"})
         log.write(json.dumps({"step": 0, "time": 0.0, "head_fit": fit, "val_psnr": best}) + "\n")

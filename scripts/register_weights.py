@@ -118,14 +118,13 @@ def stage(run_dir: Path, hardware: str, meta: dict | None = None) -> dict:
         selected_by += f" ({float(meta['edgesr.val_psnr']):.3f} dB, the best of {len(vals)} validations)"
     elif vals:
         selected_by += f" ({vals[-1]['val_psnr']:.3f} dB at last validation)"
+    data = ("T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
+            f"HR downscales {cfg.get('downscales')}")
     if step == 0:  # only the upsampler fit: no optimiser, batch or patch to record
-        return {"data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
-                        f"HR downscales {cfg.get('downscales')}", "init": init, "steps": 0,
-                "loss": "least squares (upsampler only)", "wall_time_hours": round(wall / 3600, 2),
-                "hardware": hardware, "selected_by": selected_by}
+        return {"data": data, "init": init, "steps": 0, "loss": "least squares (upsampler only)",
+                "wall_time_hours": round(wall / 3600, 2), "hardware": hardware, "selected_by": selected_by}
     return {
-        "data": "T91 + BSD200 (291 HR images; every 20th held out for validation), MATLAB-bicubic LR, "
-                f"HR downscales {cfg.get('downscales')}, 8 dihedral augmentations",
+        "data": f"{data}, 8 dihedral augmentations",
         "init": init,
         "steps": step,
         "batch": cfg.get("batch"),
